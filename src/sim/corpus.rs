@@ -66,28 +66,21 @@ impl Corpus {
     pub fn synthetic(count: usize, seed: u64) -> Corpus {
         let scopes = names::scope_pool_size(count);
         let mut builder = CorpusBuilder::with_capacity(count);
+        // Generated names collide now and then: skip repeats as they come (by a 64-bit hash,
+        // which never collides for distinct names in practice) so one sort suffices.
+        let mut seen = std::collections::HashSet::with_capacity(count);
+        let mut name = String::new();
         let mut next = 0u64;
-        let mut missing = count;
-        // Generated names collide now and then; top up until the de-duplicated set is complete.
-        loop {
-            let mut name = String::new();
-            for _ in 0..missing {
-                let mut rng = Rng::new(super::rng::hash_parts(
-                    seed,
-                    &[b"name", &next.to_le_bytes()],
-                ));
-                name.clear();
-                names::generate(&mut rng, seed, scopes, &mut name);
-                builder.push(&name);
-                next += 1;
+        while seen.len() < count {
+            let mut rng = Rng::new(super::rng::hash_parts(seed, &[b"name", &next.to_le_bytes()]));
+            next += 1;
+            name.clear();
+            names::generate(&mut rng, seed, scopes, &mut name);
+            if seen.insert(super::rng::fnv1a(seed, name.as_bytes())) && !builder.push(&name) {
+                break;
             }
-            let corpus = builder.finish();
-            if corpus.len() >= count {
-                return corpus;
-            }
-            missing = count - corpus.len();
-            builder = CorpusBuilder::from(corpus);
         }
+        builder.finish()
     }
 }
 
