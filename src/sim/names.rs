@@ -76,7 +76,7 @@ pub fn generate(rng: &mut Rng, seed: u64, scopes: u64, out: &mut String) {
     } else if r < 0.41155 {
         base(rng, out, 2);
         out.push('-');
-        out.push_str(*rng.pick(NON_ASCII));
+        out.push_str(rng.pick(NON_ASCII));
     } else {
         base(rng, out, 3);
     }
@@ -99,16 +99,21 @@ fn base(rng: &mut Rng, out: &mut String, max_parts: u64) {
         }
         // A lone dictionary word would collide too often; single-part names are invented.
         if parts > 1 && rng.below(2) == 0 {
-            out.push_str(*rng.pick(WORDS));
+            out.push_str(rng.pick(WORDS));
         } else {
             for _ in 0..2 + rng.below(3) {
-                out.push_str(*rng.pick(SYLLABLES));
+                out.push_str(rng.pick(SYLLABLES));
             }
         }
     }
     if rng.below(8) == 0 {
         out.push_str(&(1 + rng.below(20)).to_string());
     }
+}
+
+/// A plausible dependency name for a generated version object (ASCII, no quoting needed).
+pub fn dependency_name(rng: &mut Rng) -> &'static str {
+    rng.pick(WORDS)
 }
 
 #[cfg(test)]
@@ -134,9 +139,4 @@ mod tests {
             .filter(|s| s.starts_with('@'))
             .all(|s| s.matches('/').count() == 1));
     }
-}
-
-/// A plausible dependency name for a generated version object (ASCII, no quoting needed).
-pub fn dependency_name(rng: &mut Rng) -> &'static str {
-    *rng.pick(WORDS)
 }

@@ -1,7 +1,5 @@
 //! Parsing of `_all_docs` and `_changes` query strings, with the upstream's rules and errors.
 
-use std::borrow::Cow;
-
 /// Upper bound of `limit` on both routes; more is a `400`, as upstream.
 pub const MAX_LIMIT: usize = 10_000;
 /// `limit` when none is given.
@@ -105,7 +103,7 @@ pub fn changes(query: &str, update_seq: u64) -> Result<ChangesQuery, BadRequest>
 }
 
 /// A JSON-encoded key: a string, or `null` for an open end.
-fn json_key(name: &str, value: &Cow<'_, str>) -> Result<Option<String>, BadRequest> {
+fn json_key(name: &str, value: &str) -> Result<Option<String>, BadRequest> {
     match serde_json::from_str::<serde_json::Value>(value) {
         Ok(serde_json::Value::String(s)) => Ok(Some(s)),
         Ok(serde_json::Value::Null) => Ok(None),

@@ -165,10 +165,7 @@ impl World {
     pub fn scan(&self, range: &Range<'_>, mut row: impl FnMut(&str, String)) -> (usize, usize) {
         let ov = self.overlay.read();
         let total = self.corpus.len() - ov.deleted_base + ov.added_live;
-        let (base, over): (
-            Box<dyn Iterator<Item = &str>>,
-            Box<dyn Iterator<Item = (&Arc<str>, &DocState)>>,
-        ) = if range.descending {
+        let (base, over): (BaseIter<'_>, OverlayIter<'_>) = if range.descending {
             let hi = range
                 .start
                 .map_or(self.corpus.len(), |s| self.corpus.upper_bound(s));
@@ -374,11 +371,14 @@ impl World {
     }
 }
 
+type BaseIter<'a> = Box<dyn Iterator<Item = &'a str> + 'a>;
+type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Arc<str>, &'a DocState)> + 'a>;
+
 /// Merges base names and overlay entries (both in `descending` order or both ascending);
 /// an overlay entry shadows the base name it equals.
 fn merge<'a>(
-    base: Box<dyn Iterator<Item = &'a str> + 'a>,
-    over: Box<dyn Iterator<Item = (&'a Arc<str>, &'a DocState)> + 'a>,
+    base: BaseIter<'a>,
+    over: OverlayIter<'a>,
     descending: bool,
 ) -> impl Iterator<Item = (&'a str, Option<&'a DocState>)> + 'a {
     let mut base = base.peekable();
