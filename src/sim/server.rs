@@ -149,7 +149,7 @@ impl App {
             "/" => Route::Root,
             "/_all_docs" => Route::AllDocs,
             "/_changes" => Route::Changes,
-            p if p.starts_with("/-/") || p.starts_with("/_") => Route::Other,
+            p if p.starts_with("/-/") => Route::Other,
             _ => Route::Packument,
         };
         self.stats.request(route);
