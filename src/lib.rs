@@ -5,6 +5,10 @@
 //! - [`sim`]: `all-docs sim`, a registry simulator on loopback that behaves like the real
 //!   upstream (byte-ordered `_all_docs`, `_changes`, packuments with ETags, rate limiting with
 //!   `Retry-After` and penalty windows, injected faults). Every test and benchmark talks to it.
+//! - [`work`]: work items (`partition-set`, `partition`, `packument`), their wire format and
+//!   package-name rules. No I/O.
+//! - [`keys`]: cache keys (`v1:packument:{origin}:{hex}`) and their paths. No I/O.
+//! - [`pivots`]: pivot files (JSON or JavaScript arrays), ranges and equal-count plans. No I/O.
 //! - [`cli`]: the command line (clap) and dispatch.
 //! - [`error`]: the binary's error type and exit codes.
 //! - [`telemetry`]: logging to stderr, text or JSON.
@@ -12,6 +16,9 @@
 
 pub mod cli;
 pub mod error;
+pub mod keys;
+pub mod pivots;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;
+pub mod work;

@@ -1,9 +1,10 @@
 //! Synthetic package names with the mix the real upstream has.
 //!
 //! About 39 % of names are scoped (`@scope/name`, with scopes reused Zipf-like), a little over
-//! 1 % start with a digit, some legacy names start with an uppercase letter, `_`, `-` or `.`,
-//! and a rare few carry non-ASCII letters, so byte-order and encoding bugs in a client show up
-//! on a synthetic corpus too.
+//! 1 % start with a digit, some legacy names start with an uppercase letter or `-`, `.` and `_`
+//! appear inside names, and a rare few carry non-ASCII letters, so byte-order and encoding bugs
+//! in a client show up on a synthetic corpus too. No name starts with `.` or `_`: the package
+//! name rules forbid it, and the replicator rejects such names as input.
 
 use super::rng::{hash_parts, Rng};
 
@@ -45,7 +46,7 @@ pub fn generate(rng: &mut Rng, seed: u64, scopes: u64, out: &mut String) {
         out.push('/');
         base(rng, out, 3);
     } else if r < 0.3905 {
-        out.push(if rng.below(2) == 0 { '-' } else { '.' });
+        out.push('-');
         base(rng, out, 2);
     } else if r < 0.4025 {
         out.push_str(&rng.below(100).to_string());
@@ -70,10 +71,7 @@ pub fn generate(rng: &mut Rng, seed: u64, scopes: u64, out: &mut String) {
                 vec![c]
             });
         }
-    } else if r < 0.4115 {
-        out.push('_');
-        base(rng, out, 2);
-    } else if r < 0.41155 {
+    } else if r < 0.41105 {
         base(rng, out, 2);
         out.push('-');
         out.push_str(rng.pick(NON_ASCII));
@@ -129,8 +127,10 @@ mod tests {
         assert!((0.37..0.41).contains(&scoped), "scoped share {scoped}");
         assert!(share(&|s| s.as_bytes()[0].is_ascii_digit()) > 0.005);
         assert!(share(&|s| s.as_bytes()[0].is_ascii_uppercase()) > 0.003);
-        assert!(share(&|s| s.starts_with('_')) > 0.0);
-        assert!(share(&|s| s.starts_with('-') || s.starts_with('.')) > 0.0);
+        assert!(share(&|s| s.starts_with('-')) > 0.0);
+        assert!(share(&|s| s.contains('_')) > 0.001 && share(&|s| s.contains('.')) > 0.001);
+        assert!(share(&|s| !s.is_ascii()) > 0.0);
+        assert!(c.iter().all(|s| !s.starts_with('.') && !s.starts_with('_')));
         assert!(c
             .iter()
             .all(|s| !s.is_empty() && s.len() <= 214 && !s.contains(char::is_whitespace)));
