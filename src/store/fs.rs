@@ -1,0 +1,534 @@
+//! The local file store: the embedded default replica.
+//!
+//! Layout under the root (see `keys` for the key format):
+//!
+//! - packument: `v1/packument/{origin}/{shard}/{hex(name)}`, where `shard` is the first four
+//!   hex digits of the name (fewer for shorter names). Shards are prefixes of the file names,
+//!   so walking shards and files in name order is byte order of package names.
+//! - partition: `v1/partition/{origin}/{hex(start)}-{hex(end)}`.
+//!
+//! Each file is one line of JSON [`Meta`], a newline, then the body exactly as fetched. One
+//! file per entry means one rename commits body and metadata together: a write goes to a
+//! unique temporary file in the same directory, is fsynced, renamed over the entry, and the
+//! directory is fsynced. Readers and concurrent writers (other processes too) therefore see
+//! the old entry or a new complete one, never a mix; the last rename wins.
+//!
+//! The header carries the body's integrity, which is only known once the body has been read:
+//! bodies up to [`INLINE_MAX`] are hashed in memory and written once; larger ones are streamed
+//! to a scratch file first and then copied after the header (in the kernel, by `std::io::copy`).
+
+use std::io::{self, BufRead as _, Read as _, Seek as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+
+use super::{verified, BodyStream, Entry, Hasher, Meta, Store, StoreError};
+use crate::keys::{hex, Key};
+
+/// Bodies up to this size are hashed in memory before the entry is written.
+pub const INLINE_MAX: usize = 1 << 20;
+/// The metadata line may not be longer than this.
+const MAX_HEADER: u64 = 64 * 1024;
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> FsStore {
+        FsStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of `key`.
+    pub fn path_of(&self, key: &Key) -> PathBuf {
+        match key {
+            Key::Packument { origin, name } => {
+                let h = hex(name.as_bytes());
+                let shard = &h[..h.len().min(4)];
+                self.root
+                    .join("v1")
+                    .join("packument")
+                    .join(origin)
+                    .join(shard)
+                    .join(&h)
+            }
+            Key::Partition { origin, start, end } => {
+                let (s, e) = (
+                    hex(start.as_deref().unwrap_or("").as_bytes()),
+                    hex(end.as_deref().unwrap_or("").as_bytes()),
+                );
+                self.root
+                    .join("v1")
+                    .join("partition")
+                    .join(origin)
+                    .join(format!("{s}-{e}"))
+            }
+        }
+    }
+
+    /// Checks that the root can be created and written, for a clear error before any work.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let io = |what, source| StoreError::Io {
+            what,
+            path: self.root.display().to_string(),
+            source,
+        };
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| io("cannot create the store folder", e))?;
+        let probe = self
+            .root
+            .join(format!(".write-probe.{}", std::process::id()));
+        tokio::fs::write(&probe, b"ok")
+            .await
+            .map_err(|e| io("cannot write in the store folder", e))?;
+        let _ = tokio::fs::remove_file(&probe).await;
+        Ok(())
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Reads the header line of an entry file; the file is left positioned at the body.
+fn read_header(key: &Key, file: &mut std::fs::File) -> Result<Meta, StoreError> {
+    let mut reader = io::BufReader::new((&*file).take(MAX_HEADER));
+    let mut line = Vec::new();
+    reader
+        .read_until(b'\n', &mut line)
+        .map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+    if line.last() != Some(&b'\n') {
+        return Err(StoreError::Corrupt {
+            key: key.to_string(),
+            reason: "no metadata line".into(),
+        });
+    }
+    let meta: Meta = serde_json::from_slice(&line).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: format!("bad metadata: {e}"),
+    })?;
+    file.seek(io::SeekFrom::Start(line.len() as u64))
+        .map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(meta)
+}
+
+fn open_entry(key: &Key, path: &Path) -> Result<Option<(Meta, std::fs::File)>, StoreError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("cannot open", path)(e)),
+    };
+    let meta = read_header(key, &mut file)?;
+    Ok(Some((meta, file)))
+}
+
+/// A unique temporary path beside `path`.
+fn temp_beside(path: &Path, tag: &str) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.{n}.{tag}", std::process::id()))
+}
+
+#[async_trait::async_trait]
+impl Store for FsStore {
+    async fn head(&self, key: &Key) -> Result<Option<Meta>, StoreError> {
+        let (key, path) = (key.clone(), self.path_of(key));
+        blocking(move || Ok(open_entry(&key, &path)?.map(|(m, _)| m))).await
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
+        let (k, path) = (key.clone(), self.path_of(key));
+        let Some((meta, file)) = blocking(move || open_entry(&k, &path)).await? else {
+            return Ok(None);
+        };
+        let reader = tokio::fs::File::from_std(file);
+        let body: BodyStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            64 * 1024,
+        ));
+        Ok(Some(Entry {
+            body: verified(key, &meta.integrity, body),
+            meta,
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        mut meta: Meta,
+        mut body: BodyStream,
+    ) -> Result<Meta, StoreError> {
+        let path = self.path_of(key);
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io_err("cannot create folder", &dir))?;
+        let body_err = |source| StoreError::Body {
+            key: key.to_string(),
+            source,
+        };
+
+        // Read up to INLINE_MAX into memory; spill the rest to a scratch file.
+        let mut hasher = Hasher::default();
+        let mut inline = Vec::new();
+        let mut spill: Option<(PathBuf, tokio::fs::File)> = None;
+        let mut result = Ok(());
+        while let Some(chunk) = body.next().await {
+            let chunk: Bytes = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    result = Err(body_err(e));
+                    break;
+                }
+            };
+            hasher.update(&chunk);
+            if let Some((spath, f)) = spill.as_mut() {
+                if let Err(e) = f.write_all(&chunk).await {
+                    result = Err(io_err("cannot write", spath)(e));
+                    break;
+                }
+            } else if inline.len() + chunk.len() <= INLINE_MAX {
+                inline.extend_from_slice(&chunk);
+            } else {
+                let spath = temp_beside(&path, "spill");
+                let opened = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&spath)
+                    .await;
+                let mut f = match opened {
+                    Ok(f) => f,
+                    Err(e) => {
+                        result = Err(io_err("cannot create", &spath)(e));
+                        break;
+                    }
+                };
+                let written = async {
+                    f.write_all(&inline).await?;
+                    f.write_all(&chunk).await?;
+                    f.flush().await
+                }
+                .await;
+                inline = Vec::new();
+                spill = Some((spath.clone(), f));
+                if let Err(e) = written {
+                    result = Err(io_err("cannot write", &spath)(e));
+                    break;
+                }
+            }
+        }
+        let spill_path = match spill {
+            Some((p, mut f)) => {
+                if let Err(e) = f.flush().await {
+                    result = result.and(Err(io_err("cannot write", &p)(e)));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        if let Err(e) = result {
+            if let Some(p) = &spill_path {
+                let _ = tokio::fs::remove_file(p).await;
+            }
+            return Err(e);
+        }
+
+        meta.size = hasher.len();
+        meta.integrity = hasher.integrity();
+        let mut header = serde_json::to_vec(&meta).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        header.push(b'\n');
+        let tmp = temp_beside(&path, "tmp");
+        let (tmp2, path2, dir2) = (tmp.clone(), path.clone(), dir.clone());
+        let committed = blocking(move || {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp2)
+                .map_err(io_err("cannot create", &tmp2))?;
+            use std::io::Write as _;
+            out.write_all(&header)
+                .map_err(io_err("cannot write", &tmp2))?;
+            match &spill_path {
+                None => out
+                    .write_all(&inline)
+                    .map_err(io_err("cannot write", &tmp2))?,
+                Some(sp) => {
+                    let mut src = std::fs::File::open(sp).map_err(io_err("cannot open", sp))?;
+                    io::copy(&mut src, &mut out).map_err(io_err("cannot copy into", &tmp2))?;
+                }
+            }
+            out.sync_all().map_err(io_err("cannot fsync", &tmp2))?;
+            drop(out);
+            std::fs::rename(&tmp2, &path2).map_err(io_err("cannot rename into place", &path2))?;
+            // Make the rename itself durable.
+            if let Ok(d) = std::fs::File::open(&dir2) {
+                let _ = d.sync_all();
+            }
+            if let Some(sp) = &spill_path {
+                let _ = std::fs::remove_file(sp);
+            }
+            Ok(())
+        })
+        .await;
+        if committed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        committed.map(|()| meta)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+        let path = self.path_of(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("cannot delete", &path)(e)),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let root = self.root.clone();
+        let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
+        blocking(move || list_sync(&root, &prefix, after.as_deref(), limit)).await
+    }
+}
+
+/// Lists by walking the layout; a prefix must name the kind and origin (`v1:packument:o:`),
+/// optionally followed by the start of the hex.
+fn list_sync(
+    root: &Path,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let parts: Vec<&str> = prefix.splitn(4, ':').collect();
+    let (kind, origin, rest) = match parts.as_slice() {
+        ["v1", kind @ ("packument" | "partition"), origin, rest] if !origin.is_empty() => {
+            (*kind, *origin, *rest)
+        }
+        _ => return Err(StoreError::Prefix(prefix.to_owned())),
+    };
+    let dir = root.join("v1").join(kind).join(origin);
+    let mut keys: Vec<String> = Vec::new();
+    let key_prefix = format!("v1:{kind}:{origin}:");
+    let wanted = |key: &str| key.starts_with(prefix) && after.is_none_or(|a| key > a);
+    let after_hex = after
+        .and_then(|a| a.strip_prefix(&key_prefix))
+        .unwrap_or("");
+    if kind == "partition" {
+        for name in read_dir_sorted(&dir)? {
+            if let Some((s, e)) = name.split_once('-') {
+                let key = format!("{key_prefix}{s}:{e}");
+                if wanted(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        keys.truncate(limit);
+        return Ok(keys);
+    }
+    for shard in read_dir_sorted(&dir)? {
+        let compatible = shard.starts_with(rest) || rest.starts_with(&shard);
+        // Shards wholly before `after` hold nothing we want.
+        let before_after = shard.as_str() < after_hex && !after_hex.starts_with(&shard);
+        if !compatible || before_after {
+            continue;
+        }
+        for name in read_dir_sorted(&dir.join(&shard))? {
+            let key = format!("{key_prefix}{name}");
+            if wanted(&key) {
+                keys.push(key);
+                if keys.len() >= limit {
+                    return Ok(keys);
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Entry names of `dir` in byte order, without temporary files; an absent folder is empty.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("cannot list", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(io_err("cannot list", dir))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            if !name.starts_with('.') {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            what: "store task failed",
+            path: String::new(),
+            source: io::Error::other(e.to_string()),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{body_from, conformance, Status};
+    use super::*;
+
+    fn temp_root(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "all-docs-fs-{tag}-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn conforms() {
+        for (tag, case) in [("rt", 0), ("fail", 1), ("list", 2), ("big", 3)] {
+            let root = temp_root(tag);
+            let store = FsStore::new(&root);
+            match case {
+                0 => conformance::round_trip(&store).await,
+                1 => conformance::failed_body_keeps_the_old_entry(&store).await,
+                2 => conformance::lists_in_byte_order_with_paging(&store).await,
+                _ => conformance::streams_large_bodies(&store).await,
+            }
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+
+    #[tokio::test]
+    async fn files_hold_the_body_after_one_metadata_line_and_no_temp_files_remain() {
+        let root = temp_root("layout");
+        let store = FsStore::new(&root);
+        let key = Key::packument("o", "@types/node");
+        store
+            .put(
+                &key,
+                Meta::new(Status::Ok, 1),
+                body_from(&b"{\"name\":\"@types/node\"}"[..]),
+            )
+            .await
+            .unwrap();
+        let path = store.path_of(&key);
+        assert!(
+            path.ends_with("v1/packument/o/4074/4074797065732f6e6f6465"),
+            "{}",
+            path.display()
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (head, body) = text.split_once('\n').unwrap();
+        assert!(head.contains("\"integrity\":\"sha256-"));
+        assert_eq!(body, "{\"name\":\"@types/node\"}");
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .collect();
+        assert_eq!(leftovers.len(), 1);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_body_fails_verification() {
+        let root = temp_root("tamper");
+        let store = FsStore::new(&root);
+        let key = Key::packument("o", "x");
+        store
+            .put(&key, Meta::new(Status::Ok, 1), body_from(&b"{\"a\":1}"[..]))
+            .await
+            .unwrap();
+        let path = store.path_of(&key);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("{\"a\":1}", "{\"a\":2}");
+        std::fs::write(&path, text).unwrap();
+        let err = store
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("integrity mismatch"), "{err}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_leave_one_complete_entry() {
+        let root = temp_root("race");
+        let store = std::sync::Arc::new(FsStore::new(&root));
+        let key = Key::packument("o", "contended");
+        let mut tasks = Vec::new();
+        for i in 0..16u8 {
+            let (store, key) = (store.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = vec![b'a' + i; 100_000 + usize::from(i) * 1_000];
+                store
+                    .put(&key, Meta::new(Status::Ok, 1), body_from(body))
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let entry = store.get(&key).await.unwrap().unwrap();
+        let size = entry.meta.size;
+        let bytes = entry.bytes().await.unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert!(
+            bytes.iter().all(|&b| b == bytes[0]),
+            "one writer's body, whole"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

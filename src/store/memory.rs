@@ -1,0 +1,102 @@
+//! An in-memory store, for tests. Same contract as every driver, nothing persisted.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use parking_lot::RwLock;
+
+use super::{body_from, verified, BodyStream, Entry, Hasher, Meta, Store, StoreError};
+use crate::keys::Key;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: RwLock<BTreeMap<String, (Meta, Bytes)>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn head(&self, key: &Key) -> Result<Option<Meta>, StoreError> {
+        Ok(self
+            .entries
+            .read()
+            .get(&key.to_string())
+            .map(|(m, _)| m.clone()))
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
+        let found = self.entries.read().get(&key.to_string()).cloned();
+        Ok(found.map(|(meta, body)| Entry {
+            body: verified(key, &meta.integrity, body_from(body)),
+            meta,
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        mut meta: Meta,
+        mut body: BodyStream,
+    ) -> Result<Meta, StoreError> {
+        let mut buf = Vec::new();
+        let mut hasher = Hasher::default();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| StoreError::Body {
+                key: key.to_string(),
+                source,
+            })?;
+            hasher.update(&chunk);
+            buf.extend_from_slice(&chunk);
+        }
+        meta.size = hasher.len();
+        meta.integrity = hasher.integrity();
+        self.entries
+            .write()
+            .insert(key.to_string(), (meta.clone(), buf.into()));
+        Ok(meta)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+        Ok(self.entries.write().remove(&key.to_string()).is_some())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let entries = self.entries.read();
+        let start = match after {
+            Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_owned()),
+            _ => std::ops::Bound::Included(prefix.to_owned()),
+        };
+        Ok(entries
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance;
+    use super::*;
+
+    #[tokio::test]
+    async fn conforms() {
+        conformance::round_trip(&MemoryStore::new()).await;
+        conformance::failed_body_keeps_the_old_entry(&MemoryStore::new()).await;
+        conformance::lists_in_byte_order_with_paging(&MemoryStore::new()).await;
+        conformance::streams_large_bodies(&MemoryStore::new()).await;
+    }
+}
