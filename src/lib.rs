@@ -9,6 +9,8 @@
 //!   package-name rules. No I/O.
 //! - [`keys`]: cache keys (`v1:packument:{origin}:{hex}`) and their paths. No I/O.
 //! - [`pivots`]: pivot files (JSON or JavaScript arrays), ranges and equal-count plans. No I/O.
+//! - [`registry`]: the upstream client; [`registry::governor`] decides pacing and retries
+//!   (no I/O).
 //! - [`store`]: the `Store` trait (streaming bodies, verified reads) and its drivers: local
 //!   files (atomic, the default) and memory (tests). Only this module touches stored data.
 //! - [`cli`]: the command line (clap) and dispatch.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod error;
 pub mod keys;
 pub mod pivots;
+pub mod registry;
 pub mod shutdown;
 pub mod sim;
 pub mod store;

@@ -1,0 +1,5 @@
+//! Talking to the upstream. Every request goes through the per-origin [`governor`].
+//!
+//! - [`governor`]: pacing, global `Retry-After` pauses, AIMD, retry decisions. No I/O.
+
+pub mod governor;
