@@ -1,0 +1,485 @@
+//! A push-based JSON validator for bodies that arrive in chunks.
+//!
+//! A 100 MB packument must be checked as it streams into the store, never held whole, so this
+//! validates JSON syntax (RFC 8259) byte by byte with a small stack, and on the way picks out
+//! what the store's metadata needs from the top level: `_rev`, and whether `time.unpublished`
+//! exists (the upstream's stub for an unpublished package). No I/O, no allocation per byte.
+
+/// What the validator learned about a complete document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The top-level `_rev`, if it is a string.
+    pub rev: Option<String>,
+    /// The top-level `name`, if it is a string.
+    pub name: Option<String>,
+    /// `time.unpublished` is present.
+    pub unpublished: bool,
+    /// The top-level value is an object.
+    pub is_object: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON at byte {offset}: {msg}")]
+pub struct JsonError {
+    pub offset: u64,
+    pub msg: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Expecting a value.
+    Value,
+    /// After `{`: a key or `}`.
+    KeyOrEnd,
+    /// After `,` in an object: a key.
+    Key,
+    /// After a key: `:`.
+    Colon,
+    /// After a value inside a container: `,` or the closer.
+    CommaOrEnd,
+    /// After `[`: a value or `]`.
+    ValueOrEnd,
+    Str {
+        key: bool,
+        escape: bool,
+        unicode: u8,
+    },
+    Number(NumState),
+    Literal {
+        rest: &'static [u8],
+    },
+    /// The top-level value is complete; only whitespace may follow.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumState {
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    Exp,
+    ExpSign,
+    ExpDigits,
+}
+
+/// Bytes of a top-level key or value kept for [`Summary`]; longer ones are not captured.
+const CAPTURE_MAX: usize = 256;
+/// Nesting deeper than this is refused (a stack-exhaustion guard for hostile input).
+const MAX_DEPTH: usize = 4_096;
+
+#[derive(Debug, Clone)]
+pub struct JsonCheck {
+    state: State,
+    stack: Vec<u8>,
+    offset: u64,
+    /// The last key seen at depth 1 and, inside top-level `time`, at depth 2.
+    key1: Vec<u8>,
+    key2: Vec<u8>,
+    capture: Vec<u8>,
+    capture_overflow: bool,
+    summary: Summary,
+    error: Option<JsonError>,
+}
+
+impl Default for JsonCheck {
+    fn default() -> Self {
+        JsonCheck {
+            state: State::Value,
+            stack: Vec::new(),
+            offset: 0,
+            key1: Vec::new(),
+            key2: Vec::new(),
+            capture: Vec::new(),
+            capture_overflow: false,
+            summary: Summary::default(),
+            error: None,
+        }
+    }
+}
+
+impl JsonCheck {
+    pub fn new() -> JsonCheck {
+        JsonCheck::default()
+    }
+
+    /// Feeds the next chunk; the first error sticks.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), JsonError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        for &b in chunk {
+            if let Err(msg) = self.byte(b) {
+                let e = JsonError {
+                    offset: self.offset,
+                    msg,
+                };
+                self.error = Some(e.clone());
+                return Err(e);
+            }
+            self.offset += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends the input: the document must be complete.
+    pub fn finish(mut self) -> Result<Summary, JsonError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let State::Number(n) = self.state {
+            if matches!(
+                n,
+                NumState::Zero | NumState::Int | NumState::Frac | NumState::ExpDigits
+            ) && self.stack.is_empty()
+            {
+                self.state = State::Done;
+            }
+        }
+        if self.state == State::Done {
+            Ok(self.summary)
+        } else {
+            Err(JsonError {
+                offset: self.offset,
+                msg: "unexpected end of input",
+            })
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    fn push(&mut self, b: u8) -> Result<(), &'static str> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err("nested too deeply");
+        }
+        if self.stack.is_empty() && b == b'{' {
+            self.summary.is_object = true;
+        }
+        self.stack.push(b);
+        Ok(())
+    }
+
+    /// A value just ended: where next?
+    fn after_value(&mut self) {
+        self.state = if self.stack.is_empty() {
+            State::Done
+        } else {
+            State::CommaOrEnd
+        };
+    }
+
+    fn start_value(&mut self, b: u8) -> Result<(), &'static str> {
+        match b {
+            b'{' => {
+                self.push(b'{')?;
+                self.state = State::KeyOrEnd;
+            }
+            b'[' => {
+                self.push(b'[')?;
+                self.state = State::ValueOrEnd;
+            }
+            b'"' => {
+                self.capture.clear();
+                self.capture_overflow = false;
+                self.state = State::Str {
+                    key: false,
+                    escape: false,
+                    unicode: 0,
+                };
+            }
+            b'-' => self.state = State::Number(NumState::Minus),
+            b'0' => self.state = State::Number(NumState::Zero),
+            b'1'..=b'9' => self.state = State::Number(NumState::Int),
+            b't' => self.state = State::Literal { rest: b"rue" },
+            b'f' => self.state = State::Literal { rest: b"alse" },
+            b'n' => self.state = State::Literal { rest: b"ull" },
+            _ => return Err("expected a value"),
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, b: u8) -> Result<(), &'static str> {
+        let want = if b == b'}' { b'{' } else { b'[' };
+        if self.stack.pop() != Some(want) {
+            return Err("mismatched closing bracket");
+        }
+        self.after_value();
+        Ok(())
+    }
+
+    fn end_string(&mut self, key: bool) {
+        let depth = self.depth();
+        let text = if self.capture_overflow {
+            None
+        } else {
+            Some(&self.capture)
+        };
+        if key {
+            let store = if depth == 1 {
+                Some(&mut self.key1)
+            } else if depth == 2 {
+                Some(&mut self.key2)
+            } else {
+                None
+            };
+            if let Some(slot) = store {
+                slot.clear();
+                if let Some(t) = text {
+                    slot.extend_from_slice(t);
+                }
+            }
+            if depth == 2 && self.key1 == b"time" && self.key2 == b"unpublished" {
+                self.summary.unpublished = true;
+            }
+            self.state = State::Colon;
+            return;
+        }
+        if depth == 1 {
+            if let Some(t) = text {
+                let value = String::from_utf8_lossy(t).into_owned();
+                match self.key1.as_slice() {
+                    b"_rev" => self.summary.rev = Some(value),
+                    b"name" => self.summary.name = Some(value),
+                    _ => {}
+                }
+            }
+        }
+        self.after_value();
+    }
+
+    fn byte(&mut self, b: u8) -> Result<(), &'static str> {
+        let ws = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        match self.state {
+            State::Str {
+                key,
+                escape,
+                unicode,
+            } => {
+                if unicode > 0 {
+                    if !b.is_ascii_hexdigit() {
+                        return Err("bad \\u escape");
+                    }
+                    self.state = State::Str {
+                        key,
+                        escape: false,
+                        unicode: unicode - 1,
+                    };
+                } else if escape {
+                    match b {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                            // Keep captured text readable for plain escapes.
+                            let c = match b {
+                                b'n' => b'\n',
+                                b't' => b'\t',
+                                b'r' => b'\r',
+                                b'b' => 8,
+                                b'f' => 12,
+                                other => other,
+                            };
+                            self.capture_byte(c);
+                            self.state = State::Str {
+                                key,
+                                escape: false,
+                                unicode: 0,
+                            };
+                        }
+                        b'u' => {
+                            self.capture_overflow = true; // not decoded; such values are not captured
+                            self.state = State::Str {
+                                key,
+                                escape: false,
+                                unicode: 4,
+                            };
+                        }
+                        _ => return Err("bad escape"),
+                    }
+                } else if b == b'"' {
+                    self.end_string(key);
+                } else if b == b'\\' {
+                    self.state = State::Str {
+                        key,
+                        escape: true,
+                        unicode: 0,
+                    };
+                } else if b < 0x20 {
+                    return Err("control character in string");
+                } else {
+                    self.capture_byte(b);
+                }
+            }
+            State::Number(n) => {
+                use NumState::*;
+                let next = match (n, b) {
+                    (Minus, b'0') => Some(Zero),
+                    (Minus, b'1'..=b'9') => Some(Int),
+                    (Int, b'0'..=b'9') => Some(Int),
+                    (Zero | Int, b'.') => Some(Dot),
+                    (Dot | Frac, b'0'..=b'9') => Some(Frac),
+                    (Zero | Int | Frac, b'e' | b'E') => Some(Exp),
+                    (Exp, b'+' | b'-') => Some(ExpSign),
+                    (Exp | ExpSign | ExpDigits, b'0'..=b'9') => Some(ExpDigits),
+                    _ => None,
+                };
+                match next {
+                    Some(s) => self.state = State::Number(s),
+                    None if matches!(n, Zero | Int | Frac | ExpDigits) => {
+                        self.after_value();
+                        return self.byte(b);
+                    }
+                    None => return Err("bad number"),
+                }
+            }
+            State::Literal { rest } => {
+                if rest.first() != Some(&b) {
+                    return Err("bad literal");
+                }
+                if rest.len() == 1 {
+                    self.after_value();
+                } else {
+                    self.state = State::Literal { rest: &rest[1..] };
+                }
+            }
+            _ if ws => {}
+            State::Value => self.start_value(b)?,
+            State::ValueOrEnd if b == b']' => self.close(b)?,
+            State::ValueOrEnd => self.start_value(b)?,
+            State::KeyOrEnd if b == b'}' => self.close(b)?,
+            State::KeyOrEnd | State::Key => {
+                if b != b'"' {
+                    return Err("expected a string key");
+                }
+                self.capture.clear();
+                self.capture_overflow = false;
+                self.state = State::Str {
+                    key: true,
+                    escape: false,
+                    unicode: 0,
+                };
+            }
+            State::Colon => {
+                if b != b':' {
+                    return Err("expected `:`");
+                }
+                self.state = State::Value;
+            }
+            State::CommaOrEnd => match (b, self.stack.last()) {
+                (b',', Some(b'{')) => self.state = State::Key,
+                (b',', Some(b'[')) => self.state = State::Value,
+                (b'}' | b']', _) => self.close(b)?,
+                _ => return Err("expected `,` or a closing bracket"),
+            },
+            State::Done => return Err("text after the JSON value"),
+        }
+        Ok(())
+    }
+
+    fn capture_byte(&mut self, b: u8) {
+        if self.depth() <= 2 && !self.capture_overflow {
+            if self.capture.len() < CAPTURE_MAX {
+                self.capture.push(b);
+            } else {
+                self.capture_overflow = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_in_chunks(doc: &[u8], chunk: usize) -> Result<Summary, JsonError> {
+        let mut c = JsonCheck::new();
+        for part in doc.chunks(chunk.max(1)) {
+            c.feed(part)?;
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn agrees_with_serde_json() {
+        let cases: &[&str] = &[
+            r#"{"_rev":"1-a","name":"x","versions":{"1.0.0":{"a":[1,2.5,-3e10,true,false,null]}}}"#,
+            r#"[]"#,
+            r#"{}"#,
+            r#"0"#,
+            r#"-0.5E+3"#,
+            r#""str\"ing\u00e9""#,
+            r#" { "a" : [ ] , "b" : { } } "#,
+            r#"{"a":1,}"#,
+            r#"[1,]"#,
+            r#"{"a" 1}"#,
+            r#"{"a":01}"#,
+            r#"[1.]"#,
+            r#"[.5]"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12G4"}"#,
+            "{\"a\":\"line\nbreak\"}",
+            r#"{"a":1}}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":[1}"#,
+            r#"{"#,
+            r#""#,
+            r#"nul"#,
+            r#"[1e]"#,
+            r#"[-]"#,
+        ];
+        for case in cases {
+            let ours = check_in_chunks(case.as_bytes(), 1).is_ok();
+            let theirs = serde_json::from_str::<serde_json::Value>(case).is_ok();
+            assert_eq!(ours, theirs, "{case:?}");
+            assert_eq!(
+                check_in_chunks(case.as_bytes(), 7).is_ok(),
+                theirs,
+                "{case:?} in 7-byte chunks"
+            );
+        }
+    }
+
+    #[test]
+    fn picks_out_rev_name_and_unpublished() {
+        let doc = br#"{"_id":"x","_rev":"12-abc","name":"@s/x","versions":{"1.0.0":{"_rev":"nope"}},"time":{"created":"t","unpublished":{"time":"t"}}}"#;
+        let s = check_in_chunks(doc, 3).unwrap();
+        assert_eq!(s.rev.as_deref(), Some("12-abc"));
+        assert_eq!(s.name.as_deref(), Some("@s/x"));
+        assert!(s.unpublished && s.is_object);
+        let s = check_in_chunks(br#"{"time":{"modified":"t"},"unpublished":true}"#, 5).unwrap();
+        assert!(!s.unpublished);
+    }
+
+    #[test]
+    fn validates_generated_packuments_and_catches_their_corruptions() {
+        use crate::sim::docgen::{DocPlan, DocStream, Form, Profile};
+        for name in ["lodash", "@types/node", "café", "JSONStream"] {
+            let plan = DocPlan::new(
+                3,
+                name,
+                Profile::of(3, name),
+                1,
+                Form::Full,
+                "http://127.0.0.1:1",
+            );
+            let body: Vec<u8> = DocStream::new(plan).flat_map(|c| c.to_vec()).collect();
+            let s = check_in_chunks(&body, 4_096).unwrap();
+            assert_eq!(s.name.as_deref(), Some(name));
+            assert!(s.rev.is_some());
+            assert!(
+                check_in_chunks(&body[..body.len() / 2], 4_096).is_err(),
+                "truncated"
+            );
+            let mut bad = body[..body.len() / 2].to_vec();
+            bad.extend_from_slice(b"<html>502</html>");
+            assert!(check_in_chunks(&bad, 4_096).is_err(), "spliced");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let doc = "[".repeat(100_000);
+        assert!(check_in_chunks(doc.as_bytes(), 1_000).is_err());
+    }
+}
