@@ -177,11 +177,12 @@ impl Store for FsStore {
         }))
     }
 
-    async fn put(
+    async fn put_with(
         &self,
         key: &Key,
         mut meta: Meta,
         mut body: BodyStream,
+        amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
     ) -> Result<Meta, StoreError> {
         let path = self.path_of(key);
         let dir = path
@@ -261,6 +262,7 @@ impl Store for FsStore {
             return Err(e);
         }
 
+        amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
         let mut header = serde_json::to_vec(&meta).map_err(|e| StoreError::Corrupt {

@@ -38,11 +38,12 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn put(
+    async fn put_with(
         &self,
         key: &Key,
         mut meta: Meta,
         mut body: BodyStream,
+        amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
     ) -> Result<Meta, StoreError> {
         let mut buf = Vec::new();
         let mut hasher = Hasher::default();
@@ -54,6 +55,7 @@ impl Store for MemoryStore {
             hasher.update(&chunk);
             buf.extend_from_slice(&chunk);
         }
+        amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
         self.entries

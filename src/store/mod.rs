@@ -135,7 +135,20 @@ pub trait Store: Send + Sync {
 
     /// Stores `body` under `key`, atomically: readers see the old entry or the new one, never a
     /// mix. Fills in `integrity` and `size`, and returns the stored metadata.
-    async fn put(&self, key: &Key, meta: Meta, body: BodyStream) -> Result<Meta, StoreError>;
+    async fn put(&self, key: &Key, meta: Meta, body: BodyStream) -> Result<Meta, StoreError> {
+        self.put_with(key, meta, body, &|_| {}).await
+    }
+
+    /// [`Store::put`], with `amend` called on the metadata once the whole body has been read
+    /// and before anything is committed (for what is only known at the end, like a `_rev`
+    /// found while streaming).
+    async fn put_with(
+        &self,
+        key: &Key,
+        meta: Meta,
+        body: BodyStream,
+        amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
+    ) -> Result<Meta, StoreError>;
 
     /// Removes the entry; `false` when there was none.
     async fn delete(&self, key: &Key) -> Result<bool, StoreError>;
