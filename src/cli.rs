@@ -3,6 +3,10 @@
 
 use clap::{ArgAction, Parser, Subcommand};
 
+use std::path::PathBuf;
+
+use crate::commands::ReplicateArgs;
+use crate::config::Global;
 use crate::error::Error;
 use crate::sim::SimArgs;
 use crate::telemetry::LogFormat;
@@ -13,14 +17,10 @@ use crate::telemetry::LogFormat;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
     /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "text",
-        env = "ALL_DOCS_LOG_FORMAT"
-    )]
+    #[arg(long, global = true, value_enum, default_value = "text", env = "ALL_DOCS_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = ArgAction::Count)]
@@ -32,8 +32,69 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Replicate the whole registry into the store: partitions, then every changed packument.
+    /// Resumable: run it again after a crash or Ctrl-C.
+    Replicate(ReplicateArgs),
+    /// Key-range partitions of `_all_docs`.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+    /// Single package documents.
+    #[command(subcommand)]
+    Packument(PackumentCommand),
+    /// The local replica.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print one stored package document (metadata on stderr, document on stdout).
+    Show {
+        /// Package name, e.g. `@types/node`.
+        name: String,
+    },
     /// Run a registry simulator on 127.0.0.1 (both origins on one port), for tests and benchmarks.
     Sim(SimArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionCommand {
+    /// Replicate, partitioned by a pivots file (JSON or JavaScript array, `null` first).
+    Refresh {
+        #[arg(long, value_name = "FILE")]
+        pivots: PathBuf,
+    },
+    /// Write equal-count pivots from the replica's index (or the upstream's, if it is empty).
+    Plan {
+        /// Number of partitions.
+        #[arg(long, value_name = "N")]
+        count: usize,
+        /// Write here instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackumentCommand {
+    /// Fetch the packages named in LIST (a JSON array, or one name per line; `-` for stdin).
+    FetchList {
+        #[arg(value_name = "LIST")]
+        list: PathBuf,
+    },
+    /// Copy the stored documents of the packages in LIST to OUTDIR/<name>.json.
+    Export {
+        #[arg(value_name = "LIST")]
+        list: PathBuf,
+        #[arg(value_name = "OUTDIR")]
+        outdir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print `name<TAB>rev` for every live packument, in byte order.
+    CreateIndex,
+    /// Re-hash every stored entry and report corrupt ones (exit 1 if any).
+    Validate,
+    /// Counts and sizes of the replica, as JSON.
+    Stats,
 }
 
 impl Cli {
@@ -44,8 +105,23 @@ impl Cli {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command {
-        Command::Sim(args) if args.dump_index => crate::sim::dump_index(&args),
-        Command::Sim(args) => crate::sim::run(args).await,
+    let quiet = cli.quiet > 0;
+    let g = &cli.global;
+    match &cli.command {
+        Command::Sim(args) if args.dump_index => crate::sim::dump_index(args),
+        Command::Sim(args) => crate::sim::run(args.clone()).await,
+        Command::Replicate(args) => crate::commands::replicate(g, args, quiet).await,
+        Command::Partition(PartitionCommand::Refresh { pivots }) => {
+            crate::commands::partition_refresh(g, pivots, quiet).await
+        }
+        Command::Partition(PartitionCommand::Plan { count, output }) => {
+            crate::commands::partition_plan(g, *count, output.as_deref()).await
+        }
+        Command::Packument(PackumentCommand::FetchList { list }) => crate::commands::fetch_list(g, list, quiet).await,
+        Command::Packument(PackumentCommand::Export { list, outdir }) => crate::commands::export(g, list, outdir).await,
+        Command::Cache(CacheCommand::CreateIndex) => crate::commands::create_index(g).await,
+        Command::Cache(CacheCommand::Validate) => crate::commands::validate(g).await,
+        Command::Cache(CacheCommand::Stats) => crate::commands::stats(g).await,
+        Command::Show { name } => crate::commands::show(g, name).await,
     }
 }

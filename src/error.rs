@@ -12,6 +12,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The work did not finish (failures after retries, or interrupted): exit code 1.
+    #[error("{0}")]
+    Incomplete(String),
+    /// What was asked for is not there: exit code 1.
+    #[error("{0}")]
+    NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

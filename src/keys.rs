@@ -200,10 +200,7 @@ mod tests {
             Key::partition("sim", Some("a"), Some("n")).to_string(),
             "v1:partition:sim:61:6e"
         );
-        assert_eq!(
-            Key::partition("sim", None, None).to_string(),
-            "v1:partition:sim::"
-        );
+        assert_eq!(Key::partition("sim", None, None).to_string(), "v1:partition:sim::");
     }
 
     #[test]
@@ -242,42 +239,18 @@ mod tests {
 
     #[test]
     fn bad_keys_are_named_errors() {
-        assert!(matches!(
-            "v2:packument:o:61".parse::<Key>(),
-            Err(KeyError::Kind(_))
-        ));
-        assert!(matches!(
-            "v1:packument:o".parse::<Key>(),
-            Err(KeyError::Parts(_))
-        ));
-        assert!(matches!(
-            "v1:packument:o:6".parse::<Key>(),
-            Err(KeyError::Hex { .. })
-        ));
-        assert!(matches!(
-            "v1:packument:o:6G".parse::<Key>(),
-            Err(KeyError::Hex { .. })
-        ));
+        assert!(matches!("v2:packument:o:61".parse::<Key>(), Err(KeyError::Kind(_))));
+        assert!(matches!("v1:packument:o".parse::<Key>(), Err(KeyError::Parts(_))));
+        assert!(matches!("v1:packument:o:6".parse::<Key>(), Err(KeyError::Hex { .. })));
+        assert!(matches!("v1:packument:o:6G".parse::<Key>(), Err(KeyError::Hex { .. })));
         assert!(
-            matches!(
-                "v1:packument:o:ff".parse::<Key>(),
-                Err(KeyError::Hex { .. })
-            ),
+            matches!("v1:packument:o:ff".parse::<Key>(), Err(KeyError::Hex { .. })),
             "not UTF-8"
         );
-        assert!(matches!(
-            "v1:packument:o:".parse::<Key>(),
-            Err(KeyError::Empty(_))
-        ));
-        assert!(matches!(
-            "v1:packument::61".parse::<Key>(),
-            Err(KeyError::Empty(_))
-        ));
+        assert!(matches!("v1:packument:o:".parse::<Key>(), Err(KeyError::Empty(_))));
+        assert!(matches!("v1:packument::61".parse::<Key>(), Err(KeyError::Empty(_))));
         assert!(
-            matches!(
-                "v1:packument:o:4A".parse::<Key>(),
-                Err(KeyError::Hex { .. })
-            ),
+            matches!("v1:packument:o:4A".parse::<Key>(), Err(KeyError::Hex { .. })),
             "uppercase hex"
         );
     }
@@ -285,10 +258,7 @@ mod tests {
     #[test]
     fn origin_ids_are_key_safe() {
         assert_eq!(origin_id("http://127.0.0.1:5984/"), "127.0.0.1-5984");
-        assert_eq!(
-            origin_id("https://Registry.Example/npm/"),
-            "registry.example-npm"
-        );
+        assert_eq!(origin_id("https://Registry.Example/npm/"), "registry.example-npm");
         assert!(!origin_id("http://[::1]:80").contains(':'));
     }
 }

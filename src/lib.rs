@@ -11,17 +11,24 @@
 //! - [`pivots`]: pivot files (JSON or JavaScript arrays), ranges and equal-count plans. No I/O.
 //! - [`registry`]: the upstream client; [`registry::governor`] decides pacing and retries
 //!   (no I/O).
+//! - [`handlers`]: what each work item does, with I/O, shared by every runner.
+//! - [`queue`]: where work runs: the local runner and its progress display.
 //! - [`store`]: the `Store` trait (streaming bodies, verified reads) and its drivers: local
 //!   files (atomic, the default) and memory (tests). Only this module touches stored data.
-//! - [`cli`]: the command line (clap) and dispatch.
+//! - [`cli`]: the command line (clap) and dispatch; [`commands`]: what each command does;
+//!   [`config`]: flags, environment and npm config into typed settings.
 //! - [`error`]: the binary's error type and exit codes.
 //! - [`telemetry`]: logging to stderr, text or JSON.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod error;
+pub mod handlers;
 pub mod keys;
 pub mod pivots;
+pub mod queue;
 pub mod registry;
 pub mod shutdown;
 pub mod sim;

@@ -7,10 +7,7 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = all_docs::cli::Cli::parse();
     all_docs::telemetry::init(cli.log_format, cli.verbosity());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("all-docs: cannot start the async runtime: {e}");

@@ -14,21 +14,13 @@ pub type Pivots = Vec<Option<String>>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PivotsError {
     #[error("{line}:{col}: {msg}")]
-    Syntax {
-        line: usize,
-        col: usize,
-        msg: String,
-    },
+    Syntax { line: usize, col: usize, msg: String },
     #[error("the pivot list is empty")]
     Empty,
     #[error("pivot {index} is null; only the first pivot may be null (an open start)")]
     NullNotFirst { index: usize },
     #[error("pivots are not sorted: {prev:?} (pivot {}) is not before {next:?} (pivot {index}) in byte order", index - 1)]
-    Unsorted {
-        index: usize,
-        prev: String,
-        next: String,
-    },
+    Unsorted { index: usize, prev: String, next: String },
     #[error("pivot {index} repeats {value:?}")]
     Duplicate { index: usize, value: String },
 }
@@ -121,10 +113,7 @@ pub fn check(pivots: &[Option<String>]) -> Result<(), PivotsError> {
 
 /// The half-open ranges between consecutive pivots; the last one is open-ended.
 pub fn ranges(pivots: &[Option<String>]) -> Vec<(Option<String>, Option<String>)> {
-    let mut out: Vec<_> = pivots
-        .windows(2)
-        .map(|w| (w[0].clone(), w[1].clone()))
-        .collect();
+    let mut out: Vec<_> = pivots.windows(2).map(|w| (w[0].clone(), w[1].clone())).collect();
     if let Some(last) = pivots.last() {
         out.push((last.clone(), None));
     }
@@ -177,14 +166,8 @@ impl Parser<'_> {
     fn error(&self, msg: &str) -> PivotsError {
         let before = &self.s[..self.at.min(self.s.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let col = String::from_utf8_lossy(&before[line_start..])
-            .chars()
-            .count()
-            + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
         PivotsError::Syntax {
             line,
             col,
@@ -305,10 +288,7 @@ mod tests {
 
     #[test]
     fn reads_json_and_javascript_forms() {
-        let want: Pivots = [None]
-            .into_iter()
-            .chain(some(&["0", "@", "a", "n"]))
-            .collect();
+        let want: Pivots = [None].into_iter().chain(some(&["0", "@", "a", "n"])).collect();
         assert_eq!(parse(r#"[null, "0", "@", "a", "n"]"#), Ok(want.clone()));
         assert_eq!(
             parse("module.exports = [null, '0', '@', 'a', 'n',];\n"),
@@ -318,10 +298,7 @@ mod tests {
             parse("// pivots\nexport default [\n  null, /* open */ \"0\", '@', 'a', 'n'\n]"),
             Ok(want)
         );
-        assert_eq!(
-            parse(r#"["caf\u00e9", "\ud83d\ude00"]"#),
-            Ok(some(&["café", "😀"]))
-        );
+        assert_eq!(parse(r#"["caf\u00e9", "\ud83d\ude00"]"#), Ok(some(&["café", "😀"])));
     }
 
     #[test]
@@ -342,10 +319,7 @@ mod tests {
                 value: "a".into()
             })
         );
-        assert_eq!(
-            parse(r#"["a", null]"#),
-            Err(PivotsError::NullNotFirst { index: 1 })
-        );
+        assert_eq!(parse(r#"["a", null]"#), Err(PivotsError::NullNotFirst { index: 1 }));
         // Byte order, not locale order: uppercase sorts before lowercase.
         assert!(parse(r#"["a", "B"]"#).is_err());
         assert!(parse(r#"["B", "a"]"#).is_ok());
@@ -359,10 +333,7 @@ mod tests {
             "['a]",
             "{\"a\":1}",
         ] {
-            assert!(
-                matches!(parse(bad), Err(PivotsError::Syntax { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(parse(bad), Err(PivotsError::Syntax { .. })), "{bad:?}");
         }
         assert_eq!(
             parse("[\n  \"a\",\n  x]").unwrap_err().to_string(),
@@ -390,12 +361,7 @@ mod tests {
         let p = plan(&refs, 4);
         assert_eq!(
             p,
-            vec![
-                None,
-                Some("n0250".into()),
-                Some("n0500".into()),
-                Some("n0750".into())
-            ]
+            vec![None, Some("n0250".into()), Some("n0500".into()), Some("n0750".into())]
         );
         check(&p).unwrap();
         assert_eq!(plan(&refs[..2], 10).len(), 3);

@@ -26,10 +26,7 @@ pub enum Work {
     /// Fan the pivots out into one `Partition` per consecutive pair.
     PartitionSet { pivots: Pivots },
     /// List `[start, end)` of `_all_docs`, store its rows, fan out changed packuments.
-    Partition {
-        start: Option<String>,
-        end: Option<String>,
-    },
+    Partition { start: Option<String>, end: Option<String> },
     /// Fetch one document (conditionally) and store it.
     Packument { name: String, rev: Option<String> },
 }
@@ -66,10 +63,7 @@ impl Work {
         match self {
             Work::PartitionSet { pivots } => json!({ "pivots": pivots }),
             Work::Partition { start, end } => json!({ "startKey": start, "endKey": end }),
-            Work::Packument {
-                name,
-                rev: Some(rev),
-            } => json!({ "packageName": name, "rev": rev }),
+            Work::Packument { name, rev: Some(rev) } => json!({ "packageName": name, "rev": rev }),
             Work::Packument { name, rev: None } => json!({ "packageName": name }),
         }
     }
@@ -97,8 +91,7 @@ impl WorkItem {
 
     /// Parses a work item from JSON bytes, with errors that say what is wrong.
     pub fn from_json(bytes: &[u8]) -> Result<WorkItem, WorkError> {
-        let raw: RawItem =
-            serde_json::from_slice(bytes).map_err(|e| WorkError::Json(e.to_string()))?;
+        let raw: RawItem = serde_json::from_slice(bytes).map_err(|e| WorkError::Json(e.to_string()))?;
         raw.try_into()
     }
 
@@ -122,9 +115,7 @@ impl Serialize for WorkItem {
 
 impl<'de> Deserialize<'de> for WorkItem {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RawItem::deserialize(d)?
-            .try_into()
-            .map_err(serde::de::Error::custom)
+        RawItem::deserialize(d)?.try_into().map_err(serde::de::Error::custom)
     }
 }
 
@@ -175,14 +166,12 @@ impl TryFrom<RawItem> for WorkItem {
         };
         let work = match raw.kind.as_str() {
             "partition-set" => {
-                let p: PartitionSetPayload =
-                    serde_json::from_value(raw.payload.clone()).map_err(payload)?;
+                let p: PartitionSetPayload = serde_json::from_value(raw.payload.clone()).map_err(payload)?;
                 pivots::check(&p.pivots).map_err(|e| WorkError::Pivots(e.to_string()))?;
                 Work::PartitionSet { pivots: p.pivots }
             }
             "partition" => {
-                let p: PartitionPayload =
-                    serde_json::from_value(raw.payload.clone()).map_err(payload)?;
+                let p: PartitionPayload = serde_json::from_value(raw.payload.clone()).map_err(payload)?;
                 if let (Some(s), Some(e)) = (&p.start_key, &p.end_key) {
                     if s >= e {
                         return Err(WorkError::EmptyRange {
@@ -197,8 +186,7 @@ impl TryFrom<RawItem> for WorkItem {
                 }
             }
             "packument" => {
-                let p: PackumentPayload =
-                    serde_json::from_value(raw.payload.clone()).map_err(payload)?;
+                let p: PackumentPayload = serde_json::from_value(raw.payload.clone()).map_err(payload)?;
                 validate_name(&p.package_name)?;
                 Work::Packument {
                     name: p.package_name,
@@ -208,10 +196,7 @@ impl TryFrom<RawItem> for WorkItem {
             other => return Err(WorkError::UnknownType(other.to_owned())),
         };
         Ok(WorkItem {
-            id: raw
-                .id
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| work.derived_id()),
+            id: raw.id.filter(|id| !id.is_empty()).unwrap_or_else(|| work.derived_id()),
             work,
             priority: raw.priority.unwrap_or(0),
             attempts: raw.attempts.unwrap_or(0),
@@ -272,8 +257,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Control(name.to_owned()));
     }
     let lower = name.to_ascii_lowercase();
-    if name.contains("..") || lower.contains("%2e") || lower.contains("%2f") || name.contains('\\')
-    {
+    if name.contains("..") || lower.contains("%2e") || lower.contains("%2f") || name.contains('\\') {
         return Err(NameError::Traversal(name.to_owned()));
     }
     let unscoped = match name.strip_prefix('@') {
@@ -293,6 +277,69 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::LeadingDotOrUnderscore(name.to_owned()));
     }
     Ok(())
+}
+
+/// The partitions a partition-set fans out into.
+pub fn fan_out(pivots: &[Option<String>]) -> Vec<WorkItem> {
+    pivots::ranges(pivots)
+        .into_iter()
+        .map(|(start, end)| WorkItem::new(Work::Partition { start, end }))
+        .collect()
+}
+
+/// What changed in a partition since its rows were last stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowDiff {
+    /// `(name, rev)` of names that are new or have a new rev.
+    pub changed: Vec<(String, String)>,
+    /// Names that were listed before and are gone now (deleted upstream).
+    pub removed: Vec<String>,
+}
+
+/// Compares a partition's previous rows with a fresh, complete listing (both sorted by name).
+pub fn diff_rows<'a>(
+    previous: &'a [(String, String)],
+    current: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> RowDiff {
+    let mut diff = RowDiff::default();
+    let mut prev = previous.iter().peekable();
+    for (name, rev) in current {
+        while let Some((p, _)) = prev.next_if(|(p, _)| p.as_str() < name) {
+            diff.removed.push(p.clone());
+        }
+        match prev.next_if(|(p, _)| p == name) {
+            Some((_, old_rev)) if old_rev == rev => {}
+            _ => diff.changed.push((name.to_owned(), rev.to_owned())),
+        }
+    }
+    diff.removed.extend(prev.map(|(p, _)| p.clone()));
+    diff
+}
+
+/// What a packument item needs, given what the store holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackumentPlan {
+    /// The stored document already has the wanted rev: no request at all.
+    Skip,
+    /// Fetch, conditionally on this ETag if any.
+    Fetch { etag: Option<String> },
+}
+
+/// Decides a packument item from the stored entry's `(rev, etag, status)`.
+pub fn plan_packument(
+    stored: Option<(Option<&str>, Option<&str>, crate::store::Status)>,
+    wanted_rev: Option<&str>,
+) -> PackumentPlan {
+    use crate::store::Status;
+    match stored {
+        Some((rev, _, Status::Ok | Status::Unpublished)) if wanted_rev.is_some() && rev == wanted_rev => {
+            PackumentPlan::Skip
+        }
+        Some((_, etag, Status::Ok | Status::Unpublished)) => PackumentPlan::Fetch {
+            etag: etag.map(str::to_owned),
+        },
+        _ => PackumentPlan::Fetch { etag: None },
+    }
 }
 
 /// What handling a work item came to, as reported to logs and callers.
@@ -350,10 +397,8 @@ mod tests {
 
     #[test]
     fn optional_fields_and_derived_ids() {
-        let item = WorkItem::from_json(
-            br#"{"type":"packument","payload":{"packageName":"lodash"},"extra":1}"#,
-        )
-        .unwrap();
+        let item =
+            WorkItem::from_json(br#"{"type":"packument","payload":{"packageName":"lodash"},"extra":1}"#).unwrap();
         assert_eq!(item.id, "packument-lodash");
         assert_eq!(
             item.work,
@@ -363,15 +408,10 @@ mod tests {
             }
         );
         assert_eq!((item.priority, item.attempts), (0, 0));
-        let p = WorkItem::from_json(
-            br#"{"type":"partition","payload":{"startKey":null,"endKey":"a"}}"#,
-        )
-        .unwrap();
+        let p = WorkItem::from_json(br#"{"type":"partition","payload":{"startKey":null,"endKey":"a"}}"#).unwrap();
         assert_eq!(p.id, "partition--a");
-        let a = WorkItem::from_json(br#"{"type":"partition-set","payload":{"pivots":[null,"a"]}}"#)
-            .unwrap();
-        let b = WorkItem::from_json(br#"{"type":"partition-set","payload":{"pivots":[null,"a"]}}"#)
-            .unwrap();
+        let a = WorkItem::from_json(br#"{"type":"partition-set","payload":{"pivots":[null,"a"]}}"#).unwrap();
+        let b = WorkItem::from_json(br#"{"type":"partition-set","payload":{"pivots":[null,"a"]}}"#).unwrap();
         assert_eq!(a.id, b.id);
         assert!(a.id.starts_with("partition-set-"));
     }
@@ -409,24 +449,79 @@ mod tests {
 
     #[test]
     fn package_name_rules() {
-        for ok in [
-            "lodash",
-            "@types/node",
-            "JSONStream",
-            "-",
-            "9lives",
-            "café",
-            "a.b_c-d",
-        ] {
+        for ok in ["lodash", "@types/node", "JSONStream", "-", "9lives", "café", "a.b_c-d"] {
             assert_eq!(validate_name(ok), Ok(()), "{ok}");
         }
         let long = "a".repeat(215);
         for bad in [
-            "", &long, "..", "a/../b", "%2e%2e", "%2E%2E", "a\nb", "a b", "\u{7f}x", ".hidden",
-            "_private", "@s/.x", "@/x", "@s/", "a/b", "@s/a/b", "a\\b",
+            "", &long, "..", "a/../b", "%2e%2e", "%2E%2E", "a\nb", "a b", "\u{7f}x", ".hidden", "_private", "@s/.x",
+            "@/x", "@s/", "a/b", "@s/a/b", "a\\b",
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn fan_out_makes_half_open_partitions() {
+        let items = fan_out(&[None, Some("a".into()), Some("n".into())]);
+        let ranges: Vec<_> = items
+            .iter()
+            .map(|i| match &i.work {
+                Work::Partition { start, end } => (start.clone(), end.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![
+                (None, Some("a".into())),
+                (Some("a".into()), Some("n".into())),
+                (Some("n".into()), None)
+            ]
+        );
+        assert_eq!(items[1].id, "partition-a-n");
+    }
+
+    #[test]
+    fn diffs_find_new_changed_and_removed_names() {
+        let prev: Vec<(String, String)> = [("a", "1"), ("b", "1"), ("c", "1"), ("e", "1")]
+            .iter()
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+            .collect();
+        let cur = [("a", "1"), ("b", "2"), ("d", "1"), ("e", "1"), ("f", "1")];
+        let diff = diff_rows(&prev, cur.iter().copied());
+        assert_eq!(
+            diff.changed,
+            vec![
+                ("b".into(), "2".into()),
+                ("d".into(), "1".into()),
+                ("f".into(), "1".into())
+            ]
+        );
+        assert_eq!(diff.removed, vec!["c".to_string()]);
+        assert_eq!(diff_rows(&prev, std::iter::empty()).removed.len(), 4);
+    }
+
+    #[test]
+    fn packument_plans() {
+        use crate::store::Status;
+        assert_eq!(
+            plan_packument(Some((Some("2-a"), Some("e"), Status::Ok)), Some("2-a")),
+            PackumentPlan::Skip
+        );
+        assert_eq!(
+            plan_packument(Some((Some("1-a"), Some("e"), Status::Ok)), Some("2-a")),
+            PackumentPlan::Fetch { etag: Some("e".into()) }
+        );
+        assert_eq!(
+            plan_packument(Some((Some("2-a"), Some("e"), Status::Ok)), None),
+            PackumentPlan::Fetch { etag: Some("e".into()) }
+        );
+        assert_eq!(
+            plan_packument(Some((Some("2-a"), Some("e"), Status::Deleted)), Some("2-a")),
+            PackumentPlan::Fetch { etag: None }
+        );
+        assert_eq!(plan_packument(None, Some("1-a")), PackumentPlan::Fetch { etag: None });
     }
 
     #[test]

@@ -110,15 +110,9 @@ impl Pager {
                 return Ok(out);
             }
             if self.start.as_deref().is_some_and(|s| id.as_str() < s) {
-                return Err(format!(
-                    "row {id:?} is before the range start {:?}",
-                    self.start
-                ));
+                return Err(format!("row {id:?} is before the range start {:?}", self.start));
             }
-            let prev = out
-                .last()
-                .map(|r: &Row| r.id.as_str())
-                .or(self.last.as_deref());
+            let prev = out.last().map(|r: &Row| r.id.as_str()).or(self.last.as_deref());
             if prev.is_some_and(|p| id.as_str() <= p) {
                 return Err(format!("rows out of byte order: {id:?} after {prev:?}"));
             }
@@ -146,11 +140,7 @@ pub async fn list_range(
 ) -> Result<Vec<Row>, FetchError> {
     let mut pager = Pager::new(start, end, PAGE_LIMIT);
     let mut rows = Vec::new();
-    let what = format!(
-        "_all_docs [{:?}, {:?})",
-        start.unwrap_or(""),
-        end.unwrap_or("")
-    );
+    let what = format!("_all_docs [{:?}, {:?})", start.unwrap_or(""), end.unwrap_or(""));
     while let Some(q) = pager.next_query() {
         let page: Page = client.get_json(origin, &q, &what).await?;
         let new = pager.accept(page).map_err(|reason| FetchError::Invalid {
@@ -178,15 +168,15 @@ mod tests {
                 error: None,
             })
             .collect();
-        Page {
-            total_rows: None,
-            rows,
-        }
+        Page { total_rows: None, rows }
     }
 
     #[test]
     fn query_encodes_keys_as_json() {
-        assert_eq!(query(Some("@types/node"), Some("b"), 10_000), "/_all_docs?startkey=%22%40types%2Fnode%22&endkey=%22b%22&inclusive_end=false&limit=10000");
+        assert_eq!(
+            query(Some("@types/node"), Some("b"), 10_000),
+            "/_all_docs?startkey=%22%40types%2Fnode%22&endkey=%22b%22&inclusive_end=false&limit=10000"
+        );
         assert_eq!(query(None, None, 5), "/_all_docs?limit=5");
         assert!(query(Some("caf\u{e9}"), None, 5).contains("startkey=%22caf%C3%A9%22"));
     }
@@ -199,15 +189,9 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(p.next_query().unwrap(), query(Some("c"), Some("z"), 3));
         let rows = p.accept(page(&["c", "d", "e"])).unwrap();
-        assert_eq!(
-            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["d", "e"]
-        );
+        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["d", "e"]);
         let rows = p.accept(page(&["e", "f"])).unwrap();
-        assert_eq!(
-            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["f"]
-        );
+        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["f"]);
         assert_eq!(p.next_query(), None);
     }
 
@@ -215,21 +199,14 @@ mod tests {
     fn an_upstream_that_ignores_inclusive_end_cannot_leak_the_end_key() {
         let mut p = Pager::new(None, Some("c"), 10);
         let rows = p.accept(page(&["a", "b", "c", "d"])).unwrap();
-        assert_eq!(
-            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(p.next_query(), None);
     }
 
     #[test]
     fn disorder_and_errors_are_refused() {
-        assert!(Pager::new(None, None, 10)
-            .accept(page(&["b", "a"]))
-            .is_err());
-        assert!(Pager::new(Some("m"), None, 10)
-            .accept(page(&["a"]))
-            .is_err());
+        assert!(Pager::new(None, None, 10).accept(page(&["b", "a"])).is_err());
+        assert!(Pager::new(Some("m"), None, 10).accept(page(&["a"])).is_err());
         let bad = Page {
             total_rows: None,
             rows: vec![RawRow {

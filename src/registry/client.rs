@@ -33,11 +33,7 @@ pub enum AttemptError {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{what}: gave up after {attempts} attempts; last error: {last}")]
-    GaveUp {
-        what: String,
-        attempts: u32,
-        last: String,
-    },
+    GaveUp { what: String, attempts: u32, last: String },
     #[error("{what}: upstream answered {status}")]
     Status { what: String, status: u16 },
     #[error("{what}: {reason}")]
@@ -90,10 +86,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(
-        cfg: ClientConfig,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Client, FetchError> {
+    pub fn new(cfg: ClientConfig, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<Client, FetchError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("all-docs/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
@@ -116,6 +109,11 @@ impl Client {
             stats: Arc::default(),
             shutdown,
         })
+    }
+
+    /// Requests in flight at most.
+    pub fn concurrency(&self) -> usize {
+        self.cfg.concurrency.max(1)
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -149,20 +147,13 @@ impl Client {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or runs out of attempts.
-    pub async fn run<T, F, Fut>(
-        &self,
-        origin: &Origin,
-        what: &str,
-        mut attempt: F,
-    ) -> Result<T, FetchError>
+    pub async fn run<T, F, Fut>(&self, origin: &Origin, what: &str, mut attempt: F) -> Result<T, FetchError>
     where
         F: FnMut(&reqwest::Client) -> Fut,
         Fut: Future<Output = Result<T, AttemptError>>,
     {
         let governor = self.governor(origin);
-        let cancelled = || FetchError::Cancelled {
-            what: what.to_owned(),
-        };
+        let cancelled = || FetchError::Cancelled { what: what.to_owned() };
         for n in 1u32.. {
             let permit = self.permits.acquire().await.map_err(|_| cancelled())?;
             loop {
@@ -227,9 +218,7 @@ impl Client {
     ) -> Result<T, FetchError> {
         let url = origin.url(path_and_query);
         self.run(origin, what, |http| {
-            let req = http
-                .get(&url)
-                .header(reqwest::header::ACCEPT, "application/json");
+            let req = http.get(&url).header(reqwest::header::ACCEPT, "application/json");
             let url = url.clone();
             async move {
                 let resp = req.send().await.map_err(classify_error)?;
@@ -260,9 +249,7 @@ pub fn classify_status(resp: &reqwest::Response, what: &str) -> Option<AttemptEr
         200..=299 | 304 | 404 => None,
         429 => Some(AttemptError::RateLimited(retry_after())),
         503 if retry_after().is_some() => Some(AttemptError::RateLimited(retry_after())),
-        500..=599 | 408 => Some(AttemptError::Transient(format!(
-            "upstream answered {status}"
-        ))),
+        500..=599 | 408 => Some(AttemptError::Transient(format!("upstream answered {status}"))),
         _ => Some(AttemptError::Fatal(FetchError::Status {
             what: what.to_owned(),
             status,

@@ -52,7 +52,7 @@ impl Default for GovernorConfig {
     fn default() -> Self {
         GovernorConfig {
             max_rps: None,
-            start_rps: 20.0,
+            start_rps: 50.0,
             max_attempts: 8,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
@@ -215,8 +215,7 @@ impl Governor {
         }
         let achieved = self.achieved(now).min(self.rate);
         let basis = if achieved > 0.0 { achieved } else { self.rate };
-        self.confirmed =
-            self.cfg.max_rps.is_some() || self.ceiling.is_some_and(|c| basis >= 0.9 * c);
+        self.confirmed = self.cfg.max_rps.is_some() || self.ceiling.is_some_and(|c| basis >= 0.9 * c);
         self.ceiling = Some(basis);
         let factor = if self.confirmed {
             BACKOFF_FACTOR
@@ -240,8 +239,7 @@ impl Governor {
             // The pause is global already; add a little jitter so the queue does not stampede.
             Outcome::RateLimited { .. } => Retry::After(Duration::from_secs_f64(jitter * 0.2)),
             _ => {
-                let exp = self.cfg.backoff_base.as_secs_f64()
-                    * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
+                let exp = self.cfg.backoff_base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
                 let cap = exp.min(self.cfg.backoff_max.as_secs_f64());
                 Retry::After(Duration::from_secs_f64(cap * jitter))
             }

@@ -129,10 +129,8 @@ impl JsonCheck {
             return Err(e);
         }
         if let State::Number(n) = self.state {
-            if matches!(
-                n,
-                NumState::Zero | NumState::Int | NumState::Frac | NumState::ExpDigits
-            ) && self.stack.is_empty()
+            if matches!(n, NumState::Zero | NumState::Int | NumState::Frac | NumState::ExpDigits)
+                && self.stack.is_empty()
             {
                 self.state = State::Done;
             }
@@ -253,11 +251,7 @@ impl JsonCheck {
     fn byte(&mut self, b: u8) -> Result<(), &'static str> {
         let ws = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
         match self.state {
-            State::Str {
-                key,
-                escape,
-                unicode,
-            } => {
+            State::Str { key, escape, unicode } => {
                 if unicode > 0 {
                     if !b.is_ascii_hexdigit() {
                         return Err("bad \\u escape");
@@ -455,22 +449,12 @@ mod tests {
     fn validates_generated_packuments_and_catches_their_corruptions() {
         use crate::sim::docgen::{DocPlan, DocStream, Form, Profile};
         for name in ["lodash", "@types/node", "café", "JSONStream"] {
-            let plan = DocPlan::new(
-                3,
-                name,
-                Profile::of(3, name),
-                1,
-                Form::Full,
-                "http://127.0.0.1:1",
-            );
+            let plan = DocPlan::new(3, name, Profile::of(3, name), 1, Form::Full, "http://127.0.0.1:1");
             let body: Vec<u8> = DocStream::new(plan).flat_map(|c| c.to_vec()).collect();
             let s = check_in_chunks(&body, 4_096).unwrap();
             assert_eq!(s.name.as_deref(), Some(name));
             assert!(s.rev.is_some());
-            assert!(
-                check_in_chunks(&body[..body.len() / 2], 4_096).is_err(),
-                "truncated"
-            );
+            assert!(check_in_chunks(&body[..body.len() / 2], 4_096).is_err(), "truncated");
             let mut bad = body[..body.len() / 2].to_vec();
             bad.extend_from_slice(b"<html>502</html>");
             assert!(check_in_chunks(&bad, 4_096).is_err(), "spliced");

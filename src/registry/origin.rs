@@ -45,6 +45,12 @@ impl Origin {
         })
     }
 
+    /// The same origin under another key id (a simulator on a random port keeps one replica).
+    pub fn with_id(mut self, id: &str) -> Origin {
+        self.id = keys::origin_id(id);
+        self
+    }
+
     /// The base URL, without a trailing `/`.
     pub fn base(&self) -> &str {
         &self.base
@@ -89,40 +95,22 @@ mod tests {
         let o = Origin::parse("http://127.0.0.1:5984/").unwrap();
         assert_eq!(o.base(), "http://127.0.0.1:5984");
         assert_eq!(o.id(), "127.0.0.1-5984");
-        assert!(matches!(
-            Origin::parse("ftp://x"),
-            Err(OriginError::Scheme(_))
-        ));
-        assert!(matches!(
-            Origin::parse("127.0.0.1:5984"),
-            Err(OriginError::Scheme(_))
-        ));
+        assert!(matches!(Origin::parse("ftp://x"), Err(OriginError::Scheme(_))));
+        assert!(matches!(Origin::parse("127.0.0.1:5984"), Err(OriginError::Scheme(_))));
         assert!(matches!(
             Origin::parse("https://u:p@host/"),
             Err(OriginError::Credentials(_))
         ));
-        assert!(matches!(
-            Origin::parse("http://"),
-            Err(OriginError::NoHost(_))
-        ));
-        assert!(matches!(
-            Origin::parse("http://h/?a=1"),
-            Err(OriginError::Query(_))
-        ));
+        assert!(matches!(Origin::parse("http://"), Err(OriginError::NoHost(_))));
+        assert!(matches!(Origin::parse("http://h/?a=1"), Err(OriginError::Query(_))));
     }
 
     #[test]
     fn packument_urls_encode_scopes_and_unicode() {
         let o = Origin::parse("http://127.0.0.1:1").unwrap();
-        assert_eq!(
-            o.packument_url("@types/node"),
-            "http://127.0.0.1:1/@types%2fnode"
-        );
+        assert_eq!(o.packument_url("@types/node"), "http://127.0.0.1:1/@types%2fnode");
         assert_eq!(o.packument_url("café"), "http://127.0.0.1:1/caf%C3%A9");
         assert_eq!(o.packument_url("a b"), "http://127.0.0.1:1/a%20b");
-        assert_eq!(
-            o.packument_url("lodash.merge"),
-            "http://127.0.0.1:1/lodash.merge"
-        );
+        assert_eq!(o.packument_url("lodash.merge"), "http://127.0.0.1:1/lodash.merge");
     }
 }

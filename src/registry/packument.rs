@@ -47,9 +47,7 @@ pub async fn fetch_into(
     let not_found = std::sync::atomic::AtomicU32::new(0);
     client
         .run(origin, &what, |http| {
-            let mut req = http
-                .get(&url)
-                .header(reqwest::header::ACCEPT, "application/json");
+            let mut req = http.get(&url).header(reqwest::header::ACCEPT, "application/json");
             if let Some(tag) = etag {
                 req = req.header(reqwest::header::IF_NONE_MATCH, tag);
             }
@@ -73,10 +71,7 @@ pub async fn fetch_into(
                     _ => {}
                 }
                 let header = |h: reqwest::header::HeaderName| {
-                    resp.headers()
-                        .get(h)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
+                    resp.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_owned)
                 };
                 let mut meta = Meta::new(Status::Ok, now_ms());
                 meta.etag = header(reqwest::header::ETAG);
@@ -94,9 +89,7 @@ pub async fn fetch_into(
                 };
                 match store.put_with(key, meta, body, &amend).await {
                     Ok(meta) => Ok(Fetched::Stored(meta)),
-                    Err(StoreError::Body { source, .. }) => {
-                        Err(AttemptError::Transient(format!("bad body: {source}")))
-                    }
+                    Err(StoreError::Body { source, .. }) => Err(AttemptError::Transient(format!("bad body: {source}"))),
                     Err(e) => Err(AttemptError::Fatal(FetchError::Store(e))),
                 }
             }
@@ -106,11 +99,7 @@ pub async fn fetch_into(
 
 /// The response body as a stream that validates JSON as it goes and, at its end, fails unless
 /// the document was complete, an object, and had a `_rev`.
-fn validated(
-    resp: reqwest::Response,
-    summary: Arc<Mutex<Option<Summary>>>,
-    client: &Client,
-) -> BodyStream {
+fn validated(resp: reqwest::Response, summary: Arc<Mutex<Option<Summary>>>, client: &Client) -> BodyStream {
     let stats = client.stats.clone();
     let mut check = Some(JsonCheck::new());
     let chunks = resp

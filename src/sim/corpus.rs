@@ -72,10 +72,7 @@ impl Corpus {
         let mut name = String::new();
         let mut next = 0u64;
         while seen.len() < count {
-            let mut rng = Rng::new(super::rng::hash_parts(
-                seed,
-                &[b"name", &next.to_le_bytes()],
-            ));
+            let mut rng = Rng::new(super::rng::hash_parts(seed, &[b"name", &next.to_le_bytes()]));
             next += 1;
             name.clear();
             names::generate(&mut rng, seed, scopes, &mut name);

@@ -56,9 +56,7 @@ impl Profile {
         let versions = rng.lognormal(3.0, 1.55).round().clamp(1.0, 20_000.0) as u32;
         let mut version_bytes = rng.lognormal(1_900.0, 1.0).clamp(650.0, 60_000.0) as u32;
         // Keep the generated corpus under the upstream's 100 MB cap.
-        version_bytes = version_bytes
-            .min((90_000_000 / u64::from(versions)) as u32)
-            .max(650);
+        version_bytes = version_bytes.min((90_000_000 / u64::from(versions)) as u32).max(650);
         let readme_len = rng.lognormal(1_500.0, 1.2).clamp(0.0, 400_000.0) as u64;
         let unpublished = rng.unit() < 0.005;
         let created = EPOCH_2010 + rng.below((EPOCH_2026 - EPOCH_2010 - 86_400) as u64) as i64;
@@ -104,10 +102,7 @@ pub fn rev(seed: u64, name: &str, gen: u32) -> String {
 
 /// The strong validator of one representation of one revision.
 pub fn etag(seed: u64, name: &str, gen: u32, form: Form) -> String {
-    let h = hash_parts(
-        seed,
-        &[b"etag", name.as_bytes(), &gen.to_le_bytes(), &[form as u8]],
-    );
+    let h = hash_parts(seed, &[b"etag", name.as_bytes(), &gen.to_le_bytes(), &[form as u8]]);
     match form {
         Form::Full => format!("\"{h:016x}\""),
         Form::Abbreviated => format!("W/\"{h:016x}\""),
@@ -127,14 +122,7 @@ pub struct DocPlan {
 }
 
 impl DocPlan {
-    pub fn new(
-        seed: u64,
-        name: &str,
-        profile: Profile,
-        edits: u32,
-        form: Form,
-        base_url: &str,
-    ) -> DocPlan {
+    pub fn new(seed: u64, name: &str, profile: Profile, edits: u32, form: Form, base_url: &str) -> DocPlan {
         let count = if profile.unpublished && edits == 0 {
             profile.versions
         } else {
@@ -177,11 +165,7 @@ impl DocPlan {
 
 fn version_strings(seed: u64, name: &str, count: u32) -> Vec<String> {
     let mut rng = Rng::new(hash_parts(seed, &[b"versions", name.as_bytes()]));
-    let (mut major, mut minor, mut patch) = if rng.below(3) == 0 {
-        (0, 1, 0)
-    } else {
-        (1, 0, 0)
-    };
+    let (mut major, mut minor, mut patch) = if rng.below(3) == 0 { (0, 1, 0) } else { (1, 0, 0) };
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
         out.push(format!("{major}.{minor}.{patch}"));
@@ -270,19 +254,13 @@ impl DocStream {
                     out.extend_from_slice(b",\"name\":");
                     json_str(out, &p.name);
                     out.extend_from_slice(b",\"description\":");
-                    json_str(
-                        out,
-                        &lorem(hash_parts(p.seed, &[b"desc", p.name.as_bytes()]), 60),
-                    );
+                    json_str(out, &lorem(hash_parts(p.seed, &[b"desc", p.name.as_bytes()]), 60));
                 } else {
                     out.extend_from_slice(b"{\"name\":");
                     json_str(out, &p.name);
                     let _ = write!(Raw(out), ",\"modified\":\"{}\"", iso(p.modified()));
                 }
-                let _ = write!(
-                    Raw(out),
-                    ",\"dist-tags\":{{\"latest\":\"{latest}\"}},\"versions\":{{"
-                );
+                let _ = write!(Raw(out), ",\"dist-tags\":{{\"latest\":\"{latest}\"}},\"versions\":{{");
                 State::Versions(0)
             }
             State::Versions(i) if i < p.versions.len() => {
@@ -306,12 +284,7 @@ impl DocStream {
                 State::Time(0)
             }
             State::Time(i) if i < p.versions.len() => {
-                let _ = write!(
-                    Raw(out),
-                    ",\"{}\":\"{}\"",
-                    p.versions[i],
-                    iso(p.version_time(i))
-                );
+                let _ = write!(Raw(out), ",\"{}\":\"{}\"", p.versions[i], iso(p.version_time(i)));
                 State::Time(i + 1)
             }
             State::Time(_) => {
@@ -362,22 +335,14 @@ impl Iterator for DocStream {
 }
 
 fn maintainer(seed: u64, name: &str) -> String {
-    format!(
-        "user{}",
-        hash_parts(seed, &[b"maint", name.as_bytes()]) % 100_000
-    )
+    format!("user{}", hash_parts(seed, &[b"maint", name.as_bytes()]) % 100_000)
 }
 
 fn version_object(out: &mut Vec<u8>, p: &DocPlan, i: usize) {
     let v = &p.versions[i];
-    let h = hash_parts(
-        p.seed,
-        &[b"ver", p.name.as_bytes(), &(i as u64).to_le_bytes()],
-    );
+    let h = hash_parts(p.seed, &[b"ver", p.name.as_bytes(), &(i as u64).to_le_bytes()]);
     let mut rng = Rng::new(h);
-    let size = rng
-        .lognormal(f64::from(p.profile.version_bytes), 0.3)
-        .max(650.0) as usize;
+    let size = rng.lognormal(f64::from(p.profile.version_bytes), 0.3).max(650.0) as usize;
     let start = out.len();
     out.push(b'"');
     out.extend_from_slice(v.as_bytes());
@@ -529,46 +494,28 @@ mod tests {
     use super::*;
 
     fn full(name: &str, edits: u32) -> Vec<u8> {
-        let plan = DocPlan::new(
-            1,
-            name,
-            Profile::of(1, name),
-            edits,
-            Form::Full,
-            "http://127.0.0.1:1",
-        );
+        let plan = DocPlan::new(1, name, Profile::of(1, name), edits, Form::Full, "http://127.0.0.1:1");
         DocStream::new(plan).flat_map(|c| c.to_vec()).collect()
     }
 
     #[test]
     fn documents_are_valid_json_with_matching_rev() {
         for name in ["lodash", "@types/node", "we\"ird\\na\u{1}me", "café"] {
-            let doc: serde_json::Value =
-                serde_json::from_slice(&full(name, 0)).expect("valid JSON");
+            let doc: serde_json::Value = serde_json::from_slice(&full(name, 0)).expect("valid JSON");
             assert_eq!(doc["name"], name);
             let p = Profile::of(1, name);
             assert_eq!(doc["_rev"], rev(1, name, p.base_gen));
             if p.unpublished {
                 assert!(doc["time"]["unpublished"].is_object());
             } else {
-                assert_eq!(
-                    doc["versions"].as_object().map(|v| v.len()),
-                    Some(p.versions as usize)
-                );
+                assert_eq!(doc["versions"].as_object().map(|v| v.len()), Some(p.versions as usize));
             }
         }
     }
 
     #[test]
     fn abbreviated_form_has_no_rev_or_time() {
-        let plan = DocPlan::new(
-            1,
-            "react",
-            Profile::of(1, "react"),
-            2,
-            Form::Abbreviated,
-            "http://x",
-        );
+        let plan = DocPlan::new(1, "react", Profile::of(1, "react"), 2, Form::Abbreviated, "http://x");
         let body: Vec<u8> = DocStream::new(plan).flat_map(|c| c.to_vec()).collect();
         let doc: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
         assert!(doc.get("_rev").is_none() && doc.get("time").is_none());
@@ -591,14 +538,7 @@ mod tests {
             .iter()
             .filter(|n| !Profile::of(1, n).unpublished)
             .map(|n| {
-                let plan = DocPlan::new(
-                    1,
-                    n,
-                    Profile::of(1, n),
-                    0,
-                    Form::Full,
-                    "http://127.0.0.1:5984",
-                );
+                let plan = DocPlan::new(1, n, Profile::of(1, n), 0, Form::Full, "http://127.0.0.1:5984");
                 DocStream::new(plan).map(|c| c.len() as u64).sum()
             })
             .collect();
@@ -622,11 +562,7 @@ mod tests {
         let mut total = 0;
         let mut body = Vec::new();
         for chunk in DocStream::new(plan) {
-            assert!(
-                chunk.len() < CHUNK + 70_000,
-                "chunk of {} bytes",
-                chunk.len()
-            );
+            assert!(chunk.len() < CHUNK + 70_000, "chunk of {} bytes", chunk.len());
             total += chunk.len();
             body.extend_from_slice(&chunk);
         }

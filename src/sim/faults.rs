@@ -11,14 +11,7 @@ use std::str::FromStr;
 use super::rng::hash_parts;
 
 /// The kinds of fault, in the order they are drawn.
-pub const KINDS: [&str; 6] = [
-    "status5xx",
-    "reset",
-    "truncate",
-    "stall",
-    "flap404",
-    "badjson",
-];
+pub const KINDS: [&str; 6] = ["status5xx", "reset", "truncate", "stall", "flap404", "badjson"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -112,10 +105,7 @@ impl FaultSpec {
             if p == 0.0 || (i == 4 && !packument) {
                 continue;
             }
-            let h = hash_parts(
-                seed,
-                &[b"fault", &[i as u8], key.as_bytes(), &attempt.to_le_bytes()],
-            );
+            let h = hash_parts(seed, &[b"fault", &[i as u8], key.as_bytes(), &attempt.to_le_bytes()]);
             if ((h >> 11) as f64 / (1u64 << 53) as f64) < p {
                 return Some(match i {
                     0 => Fault::Status([500, 502, 503][(h % 3) as usize]),
@@ -157,12 +147,8 @@ mod tests {
     #[test]
     fn draws_are_deterministic_and_near_the_probability() {
         let spec: FaultSpec = "status5xx=0.3".parse().unwrap();
-        let draws: Vec<_> = (0..10_000)
-            .map(|a| spec.decide(7, "lodash", a, true))
-            .collect();
-        let again: Vec<_> = (0..10_000)
-            .map(|a| spec.decide(7, "lodash", a, true))
-            .collect();
+        let draws: Vec<_> = (0..10_000).map(|a| spec.decide(7, "lodash", a, true)).collect();
+        let again: Vec<_> = (0..10_000).map(|a| spec.decide(7, "lodash", a, true)).collect();
         assert_eq!(draws, again);
         let hits = draws.iter().filter(|d| d.is_some()).count();
         assert!((2_700..3_300).contains(&hits), "{hits}");

@@ -102,16 +102,12 @@ fn positive_f64(s: &str) -> Result<f64, String> {
 
 /// `NAME=BYTES` with an optional unit: `big=100MB`, `big=64MiB`, `big=5000000`.
 fn parse_huge(s: &str) -> Result<(String, u64), String> {
-    let (name, size) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not NAME=BYTES"))?;
+    let (name, size) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=BYTES"))?;
     if name.is_empty() {
         return Err(format!("`{s}` has an empty package name"));
     }
     let size = size.trim();
-    let split = size
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(size.len());
+    let split = size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len());
     let (digits, unit) = size.split_at(split);
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -119,11 +115,7 @@ fn parse_huge(s: &str) -> Result<(String, u64), String> {
         "kib" => 1_024,
         "m" | "mb" => 1_000_000,
         "mib" => 1_048_576,
-        _ => {
-            return Err(format!(
-                "`{size}` has an unknown unit (use K, KB, KiB, M, MB or MiB)"
-            ))
-        }
+        _ => return Err(format!("`{size}` has an unknown unit (use K, KB, KiB, M, MB or MiB)")),
     };
     let bytes = digits
         .parse::<u64>()
@@ -142,9 +134,8 @@ fn parse_huge(s: &str) -> Result<(String, u64), String> {
 fn build_corpus(args: &SimArgs) -> Result<Corpus, Error> {
     let corpus = match &args.names_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::usage(format!("cannot read names file `{}`: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::usage(format!("cannot read names file `{}`: {e}", path.display())))?;
             let mut b = CorpusBuilder::default();
             for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 if !b.push(line) {
@@ -156,20 +147,13 @@ fn build_corpus(args: &SimArgs) -> Result<Corpus, Error> {
             }
             let corpus = b.finish();
             if corpus.is_empty() {
-                return Err(Error::usage(format!(
-                    "names file `{}` has no names",
-                    path.display()
-                )));
+                return Err(Error::usage(format!("names file `{}` has no names", path.display())));
             }
             corpus
         }
         None => Corpus::synthetic(args.packages, args.seed),
     };
-    if args
-        .huge
-        .iter()
-        .all(|(name, _)| corpus.find(name).is_some())
-    {
+    if args.huge.iter().all(|(name, _)| corpus.find(name).is_some()) {
         return Ok(corpus);
     }
     let mut b = CorpusBuilder::from(corpus);
@@ -224,17 +208,28 @@ pub fn dump_index(args: &SimArgs) -> Result<(), Error> {
     }
 }
 
-/// `all-docs sim`: binds, builds the corpus, prints `listening on URL`, serves until
-/// Ctrl-C or SIGTERM.
-pub async fn run(args: SimArgs) -> Result<(), Error> {
+/// A simulator running inside this process (for `replicate --simulate` and tests).
+pub struct RunningSim {
+    pub url: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    /// Stops serving and waits for open connections to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds 127.0.0.1, builds the corpus and starts serving in the background.
+pub async fn spawn(args: SimArgs) -> Result<RunningSim, Error> {
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|e| Error::Io {
-            what: format!(
-                "binding 127.0.0.1:{} (use --port 0 for any free port)",
-                args.port
-            ),
+            what: format!("binding 127.0.0.1:{} (use --port 0 for any free port)", args.port),
             source: e,
         })?;
     let addr = listener.local_addr().map_err(|e| Error::Io {
@@ -273,7 +268,6 @@ pub async fn run(args: SimArgs) -> Result<(), Error> {
         base_url.clone(),
         stop_rx.clone(),
     ));
-
     tracing::info!(
         docs,
         startup_ms = started.elapsed().as_millis() as u64,
@@ -281,20 +275,29 @@ pub async fn run(args: SimArgs) -> Result<(), Error> {
         rate_limit = ?args.rate_limit,
         "simulator ready"
     );
+    let task = tokio::spawn(async move {
+        let changes = tokio::spawn(app.clone().run_changes(opts.changes_per_sec));
+        server::serve(listener, app, stop_rx).await;
+        let _ = changes.await;
+    });
+    Ok(RunningSim {
+        url: base_url,
+        stop: stop_tx,
+        task,
+    })
+}
+
+/// `all-docs sim`: starts, prints `listening on URL`, serves until Ctrl-C or SIGTERM.
+pub async fn run(args: SimArgs) -> Result<(), Error> {
+    let sim = spawn(args).await?;
     {
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening on {base_url}");
+        let _ = writeln!(stdout, "listening on {}", sim.url);
         let _ = stdout.flush();
     }
-
-    let changes = tokio::spawn(app.clone().run_changes(opts.changes_per_sec));
-    tokio::spawn(async move {
-        crate::shutdown::signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    server::serve(listener, app, stop_rx).await;
-    let _ = changes.await;
+    crate::shutdown::signal().await;
+    tracing::info!("shutting down");
+    sim.stop().await;
     Ok(())
 }
 

@@ -9,22 +9,20 @@
 use super::rng::{hash_parts, Rng};
 
 const WORDS: &[&str] = &[
-    "react", "vue", "node", "util", "utils", "core", "cli", "plugin", "loader", "parser", "config",
-    "eslint", "babel", "webpack", "types", "lint", "test", "mock", "server", "client", "api",
-    "sdk", "ui", "icons", "theme", "router", "store", "data", "json", "http", "fs", "path",
-    "string", "array", "async", "stream", "color", "log", "logger", "date", "time", "math",
-    "image", "crypto", "auth", "db", "sql", "cache", "queue", "worker", "task", "build", "dev",
-    "tools", "kit", "lib", "helper", "bridge", "adapter", "angular", "svelte", "next", "gatsby",
-    "redux", "graphql", "express", "koa", "rollup", "vite", "jest", "mocha", "chai", "lodash",
-    "form", "input", "button", "modal", "table", "grid", "chart", "map", "editor",
+    "react", "vue", "node", "util", "utils", "core", "cli", "plugin", "loader", "parser", "config", "eslint", "babel",
+    "webpack", "types", "lint", "test", "mock", "server", "client", "api", "sdk", "ui", "icons", "theme", "router",
+    "store", "data", "json", "http", "fs", "path", "string", "array", "async", "stream", "color", "log", "logger",
+    "date", "time", "math", "image", "crypto", "auth", "db", "sql", "cache", "queue", "worker", "task", "build", "dev",
+    "tools", "kit", "lib", "helper", "bridge", "adapter", "angular", "svelte", "next", "gatsby", "redux", "graphql",
+    "express", "koa", "rollup", "vite", "jest", "mocha", "chai", "lodash", "form", "input", "button", "modal", "table",
+    "grid", "chart", "map", "editor",
 ];
 
 const SYLLABLES: &[&str] = &[
-    "ba", "be", "bi", "bo", "bu", "ca", "co", "da", "de", "di", "do", "fa", "fe", "fi", "ga", "go",
-    "ha", "he", "hi", "jo", "ka", "ke", "ko", "la", "le", "li", "lo", "lu", "ma", "me", "mi", "mo",
-    "mu", "na", "ne", "ni", "no", "pa", "pe", "pi", "po", "ra", "re", "ri", "ro", "ru", "sa", "se",
-    "si", "so", "ta", "te", "ti", "to", "tu", "va", "ve", "vi", "wa", "xo", "ya", "yo", "za", "zu",
-    "x", "n", "r", "s", "t",
+    "ba", "be", "bi", "bo", "bu", "ca", "co", "da", "de", "di", "do", "fa", "fe", "fi", "ga", "go", "ha", "he", "hi",
+    "jo", "ka", "ke", "ko", "la", "le", "li", "lo", "lu", "ma", "me", "mi", "mo", "mu", "na", "ne", "ni", "no", "pa",
+    "pe", "pi", "po", "ra", "re", "ri", "ro", "ru", "sa", "se", "si", "so", "ta", "te", "ti", "to", "tu", "va", "ve",
+    "vi", "wa", "xo", "ya", "yo", "za", "zu", "x", "n", "r", "s", "t",
 ];
 
 const NON_ASCII: &[&str] = &["café", "naïve", "über", "ñandú", "日本", "größe"];
@@ -58,11 +56,7 @@ pub fn generate(rng: &mut Rng, seed: u64, scopes: u64, out: &mut String) {
         let start = out.len();
         base(rng, out, 2);
         // Legacy names from before lowercase was enforced: "JSONStream", "Base64".
-        let upper = if rng.below(3) == 0 {
-            out.len() - start
-        } else {
-            1
-        };
+        let upper = if rng.below(3) == 0 { out.len() - start } else { 1 };
         let tail = out.split_off(start);
         for (i, c) in tail.chars().enumerate() {
             out.extend(if i < upper {

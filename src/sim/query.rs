@@ -33,11 +33,8 @@ pub fn all_docs(query: &str) -> Result<AllDocsQuery, BadRequest> {
             "endkey" | "end_key" => q.end = json_key(&name, &value)?,
             "key" => key = Some(json_key(&name, &value)?),
             "keys" => {
-                let keys: Vec<String> = serde_json::from_str(&value).map_err(|_| {
-                    BadRequest(format!(
-                        "`keys` must be a JSON array of strings, got `{value}`"
-                    ))
-                })?;
+                let keys: Vec<String> = serde_json::from_str(&value)
+                    .map_err(|_| BadRequest(format!("`keys` must be a JSON array of strings, got `{value}`")))?;
                 q.keys = Some(keys);
             }
             "inclusive_end" => q.inclusive_end = boolean(&name, &value)?,
@@ -85,17 +82,14 @@ pub fn changes(query: &str, update_seq: u64) -> Result<ChangesQuery, BadRequest>
         match &*name {
             "since" if value == "now" => q.since = update_seq,
             "since" => {
-                q.since = value.trim_matches('"').parse().map_err(|_| {
-                    BadRequest(format!(
-                        "`since` must be a sequence number or `now`, got `{value}`"
-                    ))
-                })?
+                q.since = value
+                    .trim_matches('"')
+                    .parse()
+                    .map_err(|_| BadRequest(format!("`since` must be a sequence number or `now`, got `{value}`")))?
             }
             "limit" => q.limit = limit(&value)?,
             "include_docs" => return Err(BadRequest("`include_docs` is not supported".into())),
-            "feed" if value != "normal" => {
-                return Err(BadRequest(format!("`feed={value}` is not supported; poll")))
-            }
+            "feed" if value != "normal" => return Err(BadRequest(format!("`feed={value}` is not supported; poll"))),
             _ => {}
         }
     }
@@ -107,9 +101,7 @@ fn json_key(name: &str, value: &str) -> Result<Option<String>, BadRequest> {
     match serde_json::from_str::<serde_json::Value>(value) {
         Ok(serde_json::Value::String(s)) => Ok(Some(s)),
         Ok(serde_json::Value::Null) => Ok(None),
-        Ok(_) => Err(BadRequest(format!(
-            "`{name}` must be a JSON string, got `{value}`"
-        ))),
+        Ok(_) => Err(BadRequest(format!("`{name}` must be a JSON string, got `{value}`"))),
         Err(_) => Err(BadRequest(format!(
             "`{name}` is not valid JSON: `{value}` (quote it: {name}=\"...\")"
         ))),
@@ -120,9 +112,7 @@ fn boolean(name: &str, value: &str) -> Result<bool, BadRequest> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(BadRequest(format!(
-            "`{name}` must be `true` or `false`, got `{value}`"
-        ))),
+        _ => Err(BadRequest(format!("`{name}` must be `true` or `false`, got `{value}`"))),
     }
 }
 
@@ -131,9 +121,7 @@ fn limit(value: &str) -> Result<usize, BadRequest> {
         .parse()
         .map_err(|_| BadRequest(format!("`limit` must be a whole number, got `{value}`")))?;
     if n > MAX_LIMIT {
-        return Err(BadRequest(format!(
-            "`limit` may be at most {MAX_LIMIT}, got {n}"
-        )));
+        return Err(BadRequest(format!("`limit` may be at most {MAX_LIMIT}, got {n}")));
     }
     Ok(n)
 }
@@ -145,23 +133,14 @@ mod tests {
     #[test]
     fn all_docs_defaults_and_keys() {
         let q = all_docs("").unwrap();
-        assert_eq!(
-            (q.limit, q.inclusive_end, q.descending),
-            (1_000, true, false)
-        );
-        let q = all_docs(
-            "startkey=%22%40types%2Fnode%22&endkey=%22b%22&inclusive_end=false&limit=10000",
-        )
-        .unwrap();
+        assert_eq!((q.limit, q.inclusive_end, q.descending), (1_000, true, false));
+        let q = all_docs("startkey=%22%40types%2Fnode%22&endkey=%22b%22&inclusive_end=false&limit=10000").unwrap();
         assert_eq!(q.start.as_deref(), Some("@types/node"));
         assert_eq!(q.end.as_deref(), Some("b"));
         assert!(!q.inclusive_end);
         assert_eq!(all_docs("start_key=null").unwrap().start, None);
         let q = all_docs("key=%22x%22").unwrap();
-        assert_eq!(
-            (q.start.as_deref(), q.end.as_deref()),
-            (Some("x"), Some("x"))
-        );
+        assert_eq!((q.start.as_deref(), q.end.as_deref()), (Some("x"), Some("x")));
         assert_eq!(
             all_docs("keys=%5B%22a%22%2C%22b%22%5D").unwrap().keys,
             Some(vec!["a".into(), "b".into()])

@@ -74,10 +74,7 @@ struct Answer {
 impl Answer {
     fn json(status: StatusCode, body: impl Into<Bytes>) -> Answer {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Answer {
             status,
             headers,
@@ -116,12 +113,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(
-        world: Arc<World>,
-        opts: &ServerOptions,
-        base_url: String,
-        shutdown: watch::Receiver<bool>,
-    ) -> App {
+    pub fn new(world: Arc<World>, opts: &ServerOptions, base_url: String, shutdown: watch::Receiver<bool>) -> App {
         App {
             world,
             stats: Arc::new(Stats::default()),
@@ -137,10 +129,7 @@ impl App {
         }
     }
 
-    async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> Result<Response<Body>, ResetConnection> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ResetConnection> {
         let path = req.uri().path().to_owned();
         if let Some(control) = path.strip_prefix("/-/sim/") {
             return Ok(self.control(req.method(), control).into_response(None));
@@ -165,8 +154,7 @@ impl App {
                     "too_many_requests",
                     "rate limit exceeded",
                 );
-                a.headers
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                a.headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 return Ok(self.finish(a));
             }
         }
@@ -179,11 +167,7 @@ impl App {
             Some(Fault::Reset) => return Err(ResetConnection),
             Some(Fault::Status(s)) => {
                 let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return Ok(self.finish(Answer::error(
-                    status,
-                    "upstream_error",
-                    "simulated server error",
-                )));
+                return Ok(self.finish(Answer::error(status, "upstream_error", "simulated server error")));
             }
             Some(Fault::Flap404) => return Ok(self.finish(Answer::not_found())),
             Some(Fault::Stall) => {
@@ -224,17 +208,13 @@ impl App {
 
     /// Draws the fault for this request, counting attempts per route and target.
     fn fault_for(&self, route: Route, req: &Request<Incoming>) -> Option<Fault> {
-        if self.faults.is_empty()
-            || !matches!(route, Route::AllDocs | Route::Changes | Route::Packument)
-        {
+        if self.faults.is_empty() || !matches!(route, Route::AllDocs | Route::Changes | Route::Packument) {
             return None;
         }
         let key = req.uri().path_and_query().map_or("", |pq| pq.as_str());
         let attempt = {
             let mut attempts = self.attempts.lock();
-            let n = attempts
-                .entry(hash_parts(0, &[key.as_bytes()]))
-                .or_insert(0);
+            let n = attempts.entry(hash_parts(0, &[key.as_bytes()])).or_insert(0);
             *n += 1;
             *n - 1
         };
@@ -323,16 +303,10 @@ impl App {
             docgen::json_str(&mut out, &c.name);
             out.extend_from_slice(b",\"changes\":[{\"rev\":");
             docgen::json_str(&mut out, &c.rev);
-            out.extend_from_slice(if c.deleted {
-                b"}],\"deleted\":true}"
-            } else {
-                b"}]}"
-            });
+            out.extend_from_slice(if c.deleted { b"}],\"deleted\":true}" } else { b"}]}" });
         }
         let pending = self.world.update_seq().saturating_sub(last_seq);
-        out.extend_from_slice(
-            format!("\n],\"last_seq\":{last_seq},\"pending\":{pending}}}\n").as_bytes(),
-        );
+        out.extend_from_slice(format!("\n],\"last_seq\":{last_seq},\"pending\":{pending}}}\n").as_bytes());
         Answer::json(StatusCode::OK, out)
     }
 
@@ -353,14 +327,8 @@ impl App {
         let plan = DocPlan::new(seed, &name, profile.clone(), edits, form, &self.base_url);
         let etag = docgen::etag(seed, &name, plan.gen(), form);
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        );
-        h.insert(
-            header::VARY,
-            HeaderValue::from_static("Accept, Accept-Encoding"),
-        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
         if let Ok(v) = HeaderValue::from_str(&etag) {
             h.insert(header::ETAG, v);
         }
@@ -408,9 +376,7 @@ impl App {
     fn control(&self, method: &Method, what: &str) -> Answer {
         let ok = || Answer::json(StatusCode::OK, r#"{"ok":true}"#);
         match (method, what) {
-            (&Method::GET, "stats") => {
-                Answer::json(StatusCode::OK, self.stats.to_json().to_string())
-            }
+            (&Method::GET, "stats") => Answer::json(StatusCode::OK, self.stats.to_json().to_string()),
             (&Method::POST, "reset-stats") => {
                 self.stats.reset();
                 ok()
@@ -510,9 +476,7 @@ impl Answer {
                 if let Some(s) = counter {
                     s.sent(bytes.len());
                 }
-                Full::new(bytes)
-                    .map_err(|e: Infallible| match e {})
-                    .boxed_unsync()
+                Full::new(bytes).map_err(|e: Infallible| match e {}).boxed_unsync()
             }
             Payload::Stream(mut chunks) if cut => {
                 let part: Vec<Bytes> = chunks.next().into_iter().collect();
@@ -531,13 +495,9 @@ impl Answer {
                 ))
             }
         };
-        builder.body(body).unwrap_or_else(|_| {
-            Response::new(
-                Full::new(Bytes::new())
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            )
-        })
+        builder
+            .body(body)
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync()))
     }
 }
 
@@ -548,9 +508,7 @@ fn truncated(parts: Vec<Bytes>) -> Body {
         std::io::ErrorKind::ConnectionAborted,
         "simulated truncation",
     )));
-    BodyExt::boxed_unsync(StreamBody::new(futures_util::stream::iter(
-        frames.chain(fail),
-    )))
+    BodyExt::boxed_unsync(StreamBody::new(futures_util::stream::iter(frames.chain(fail))))
 }
 
 /// Counts streamed bytes into the stats as they are sent.
@@ -617,24 +575,16 @@ fn row(out: &mut Vec<u8>, name: &str, rev: &str, deleted: bool) {
     docgen::json_str(out, name);
     out.extend_from_slice(b",\"value\":{\"rev\":");
     docgen::json_str(out, rev);
-    out.extend_from_slice(if deleted {
-        b",\"deleted\":true}}"
-    } else {
-        b"}}"
-    });
+    out.extend_from_slice(if deleted { b",\"deleted\":true}}" } else { b"}}" });
 }
 
 /// The package name in a registry path: `/name`, `/@scope%2fname` or `/@scope/name`.
 fn package_name(path: &str) -> Option<String> {
     let raw = path.strip_prefix('/')?;
-    let name = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()?;
+    let name = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
     let ok = match name.split_once('/') {
         None => !name.is_empty(),
-        Some((scope, rest)) => {
-            scope.starts_with('@') && scope.len() > 1 && !rest.is_empty() && !rest.contains('/')
-        }
+        Some((scope, rest)) => scope.starts_with('@') && scope.len() > 1 && !rest.is_empty() && !rest.contains('/'),
     };
     ok.then(|| name.into_owned())
 }
@@ -672,19 +622,13 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|e| e.split(';').next().unwrap_or("").trim() == "gzip")
-        })
+        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().unwrap_or("").trim() == "gzip"))
 }
 
 /// Compresses inline bodies (streamed ones stay identity-encoded, as a CDN does for huge files).
 fn gzip_inline(mut a: Answer) -> Answer {
     if let Payload::Inline(bytes) = &a.payload {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(bytes.len() / 4),
-            flate2::Compression::fast(),
-        );
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
         if enc.write_all(bytes).is_ok() {
             if let Ok(gz) = enc.finish() {
                 a.payload = Payload::Inline(gz.into());
@@ -758,9 +702,7 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 /// Seconds since the Unix epoch, for logs.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -787,14 +729,8 @@ mod tests {
     #[test]
     fn package_names_from_paths() {
         assert_eq!(package_name("/lodash").as_deref(), Some("lodash"));
-        assert_eq!(
-            package_name("/@types%2fnode").as_deref(),
-            Some("@types/node")
-        );
-        assert_eq!(
-            package_name("/@types%2Fnode").as_deref(),
-            Some("@types/node")
-        );
+        assert_eq!(package_name("/@types%2fnode").as_deref(), Some("@types/node"));
+        assert_eq!(package_name("/@types%2Fnode").as_deref(), Some("@types/node"));
         assert_eq!(package_name("/@types/node").as_deref(), Some("@types/node"));
         assert_eq!(package_name("/caf%C3%A9").as_deref(), Some("café"));
         assert_eq!(package_name("/lodash/4.17.21"), None);
@@ -806,10 +742,7 @@ mod tests {
     #[test]
     fn etag_matching() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"a\", W/\"b\""),
-        );
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
         assert!(if_none_match(&h, "\"b\""));
         assert!(if_none_match(&h, "W/\"a\""));
         assert!(!if_none_match(&h, "\"c\""));

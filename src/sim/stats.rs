@@ -81,12 +81,7 @@ impl Stats {
     }
 
     pub fn reset(&self) {
-        let all = [
-            &self.requests,
-            &self.rate_limited,
-            &self.violations,
-            &self.bytes_sent,
-        ];
+        let all = [&self.requests, &self.rate_limited, &self.violations, &self.bytes_sent];
         for c in all
             .into_iter()
             .chain(&self.by_status)
@@ -102,12 +97,7 @@ impl Stats {
             .by_status
             .iter()
             .enumerate()
-            .filter_map(|(s, c)| {
-                Some((
-                    s.to_string(),
-                    json!(Some(c.load(Relaxed)).filter(|n| *n > 0)?),
-                ))
-            })
+            .filter_map(|(s, c)| Some((s.to_string(), json!(Some(c.load(Relaxed)).filter(|n| *n > 0)?))))
             .collect();
         let routes: Map<String, Value> = ROUTES
             .iter()

@@ -94,12 +94,7 @@ pub struct World {
 
 impl World {
     /// `huge` maps names (already in `corpus`) to their fitted profiles.
-    pub fn new(
-        seed: u64,
-        corpus: Corpus,
-        huge: HashMap<String, Profile>,
-        cdn_lag: Duration,
-    ) -> World {
+    pub fn new(seed: u64, corpus: Corpus, huge: HashMap<String, Profile>, cdn_lag: Duration) -> World {
         let n = corpus.len() as u64;
         let mut step = ((n as f64 * 0.618_033_988_7) as u64) | 1;
         while n > 1 && gcd(step, n) != 1 {
@@ -166,9 +161,7 @@ impl World {
         let ov = self.overlay.read();
         let total = self.corpus.len() - ov.deleted_base + ov.added_live;
         let (base, over): (BaseIter<'_>, OverlayIter<'_>) = if range.descending {
-            let hi = range
-                .start
-                .map_or(self.corpus.len(), |s| self.corpus.upper_bound(s));
+            let hi = range.start.map_or(self.corpus.len(), |s| self.corpus.upper_bound(s));
             let upper = range.start.map_or(Bound::Unbounded, Bound::Included);
             (
                 Box::new((0..hi).rev().map(|i| self.corpus.name(i))),
@@ -357,12 +350,7 @@ impl World {
 
     fn new_name(&self, rng: &mut Rng, ov: &Overlay, seq: u64) -> String {
         let mut name = String::new();
-        names::generate(
-            rng,
-            self.seed,
-            names::scope_pool_size(self.corpus.len()),
-            &mut name,
-        );
+        names::generate(rng, self.seed, names::scope_pool_size(self.corpus.len()), &mut name);
         name.push_str(&format!("-s{seq}"));
         while self.corpus.find(&name).is_some() || ov.docs.contains_key(name.as_str()) {
             name.push('x');
@@ -554,10 +542,7 @@ mod tests {
         let listed = names(&w, all(usize::MAX));
         assert!(!listed.contains(&deleted));
         assert_eq!(listed.len(), w.doc_count());
-        assert!(
-            listed.windows(2).all(|p| p[0] < p[1]),
-            "byte order with added names"
-        );
+        assert!(listed.windows(2).all(|p| p[0] < p[1]), "byte order with added names");
         // Every live name's latest change is in the feed exactly once, with its current rev.
         let (rows, last) = w.changes(0, usize::MAX);
         assert_eq!(last, 208);
@@ -566,10 +551,7 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), rows.len());
         for c in &rows {
-            assert_eq!(
-                c.deleted,
-                c.name == deleted || w.lookup(&c.name, now).is_none()
-            );
+            assert_eq!(c.deleted, c.name == deleted || w.lookup(&c.name, now).is_none());
             assert_eq!(
                 w.key_row(&c.name),
                 if c.deleted {

@@ -56,12 +56,7 @@ impl FsStore {
             Key::Packument { origin, name } => {
                 let h = hex(name.as_bytes());
                 let shard = &h[..h.len().min(4)];
-                self.root
-                    .join("v1")
-                    .join("packument")
-                    .join(origin)
-                    .join(shard)
-                    .join(&h)
+                self.root.join("v1").join("packument").join(origin).join(shard).join(&h)
             }
             Key::Partition { origin, start, end } => {
                 let (s, e) = (
@@ -87,9 +82,7 @@ impl FsStore {
         tokio::fs::create_dir_all(&self.root)
             .await
             .map_err(|e| io("cannot create the store folder", e))?;
-        let probe = self
-            .root
-            .join(format!(".write-probe.{}", std::process::id()));
+        let probe = self.root.join(format!(".write-probe.{}", std::process::id()));
         tokio::fs::write(&probe, b"ok")
             .await
             .map_err(|e| io("cannot write in the store folder", e))?;
@@ -110,12 +103,10 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
 fn read_header(key: &Key, file: &mut std::fs::File) -> Result<Meta, StoreError> {
     let mut reader = io::BufReader::new((&*file).take(MAX_HEADER));
     let mut line = Vec::new();
-    reader
-        .read_until(b'\n', &mut line)
-        .map_err(|e| StoreError::Corrupt {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
+    reader.read_until(b'\n', &mut line).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
     if line.last() != Some(&b'\n') {
         return Err(StoreError::Corrupt {
             key: key.to_string(),
@@ -167,10 +158,7 @@ impl Store for FsStore {
             return Ok(None);
         };
         let reader = tokio::fs::File::from_std(file);
-        let body: BodyStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(
-            reader,
-            64 * 1024,
-        ));
+        let body: BodyStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024));
         Ok(Some(Entry {
             body: verified(key, &meta.integrity, body),
             meta,
@@ -279,12 +267,9 @@ impl Store for FsStore {
                 .open(&tmp2)
                 .map_err(io_err("cannot create", &tmp2))?;
             use std::io::Write as _;
-            out.write_all(&header)
-                .map_err(io_err("cannot write", &tmp2))?;
+            out.write_all(&header).map_err(io_err("cannot write", &tmp2))?;
             match &spill_path {
-                None => out
-                    .write_all(&inline)
-                    .map_err(io_err("cannot write", &tmp2))?,
+                None => out.write_all(&inline).map_err(io_err("cannot write", &tmp2))?,
                 Some(sp) => {
                     let mut src = std::fs::File::open(sp).map_err(io_err("cannot open", sp))?;
                     io::copy(&mut src, &mut out).map_err(io_err("cannot copy into", &tmp2))?;
@@ -318,12 +303,7 @@ impl Store for FsStore {
         }
     }
 
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
         let root = self.root.clone();
         let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
         blocking(move || list_sync(&root, &prefix, after.as_deref(), limit)).await
@@ -332,26 +312,17 @@ impl Store for FsStore {
 
 /// Lists by walking the layout; a prefix must name the kind and origin (`v1:packument:o:`),
 /// optionally followed by the start of the hex.
-fn list_sync(
-    root: &Path,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<String>, StoreError> {
+fn list_sync(root: &Path, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
     let parts: Vec<&str> = prefix.splitn(4, ':').collect();
     let (kind, origin, rest) = match parts.as_slice() {
-        ["v1", kind @ ("packument" | "partition"), origin, rest] if !origin.is_empty() => {
-            (*kind, *origin, *rest)
-        }
+        ["v1", kind @ ("packument" | "partition"), origin, rest] if !origin.is_empty() => (*kind, *origin, *rest),
         _ => return Err(StoreError::Prefix(prefix.to_owned())),
     };
     let dir = root.join("v1").join(kind).join(origin);
     let mut keys: Vec<String> = Vec::new();
     let key_prefix = format!("v1:{kind}:{origin}:");
     let wanted = |key: &str| key.starts_with(prefix) && after.is_none_or(|a| key > a);
-    let after_hex = after
-        .and_then(|a| a.strip_prefix(&key_prefix))
-        .unwrap_or("");
+    let after_hex = after.and_then(|a| a.strip_prefix(&key_prefix)).unwrap_or("");
     if kind == "partition" {
         for name in read_dir_sorted(&dir)? {
             if let Some((s, e)) = name.split_once('-') {
@@ -492,14 +463,7 @@ mod tests {
             .unwrap()
             .replace("{\"a\":1}", "{\"a\":2}");
         std::fs::write(&path, text).unwrap();
-        let err = store
-            .get(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap_err();
+        let err = store.get(&key).await.unwrap().unwrap().bytes().await.unwrap_err();
         assert!(err.to_string().contains("integrity mismatch"), "{err}");
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -527,10 +491,7 @@ mod tests {
         let size = entry.meta.size;
         let bytes = entry.bytes().await.unwrap();
         assert_eq!(bytes.len() as u64, size);
-        assert!(
-            bytes.iter().all(|&b| b == bytes[0]),
-            "one writer's body, whole"
-        );
+        assert!(bytes.iter().all(|&b| b == bytes[0]), "one writer's body, whole");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

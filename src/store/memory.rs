@@ -23,11 +23,7 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn head(&self, key: &Key) -> Result<Option<Meta>, StoreError> {
-        Ok(self
-            .entries
-            .read()
-            .get(&key.to_string())
-            .map(|(m, _)| m.clone()))
+        Ok(self.entries.read().get(&key.to_string()).map(|(m, _)| m.clone()))
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
@@ -58,9 +54,7 @@ impl Store for MemoryStore {
         amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
-        self.entries
-            .write()
-            .insert(key.to_string(), (meta.clone(), buf.into()));
+        self.entries.write().insert(key.to_string(), (meta.clone(), buf.into()));
         Ok(meta)
     }
 
@@ -68,12 +62,7 @@ impl Store for MemoryStore {
         Ok(self.entries.write().remove(&key.to_string()).is_some())
     }
 
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
         let entries = self.entries.read();
         let start = match after {
             Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_owned()),

@@ -155,12 +155,7 @@ pub trait Store: Send + Sync {
 
     /// Keys (as text) starting with `prefix`, in byte order, after `after` (exclusive), at most
     /// `limit` of them. Page by passing the last key back as `after`.
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError>;
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
 }
 
 /// A running SHA-256 of a body, and its `sha256-<base64>` form.
@@ -288,14 +283,8 @@ pub(crate) mod conformance {
         assert_eq!(entry.meta, stored);
         assert_eq!(entry.bytes().await.unwrap(), b"{\"a\":1}");
         // Overwrite, then delete.
-        store
-            .put(&key, meta("2-b"), body_from(&b"{}"[..]))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.head(&key).await.unwrap().unwrap().rev.as_deref(),
-            Some("2-b")
-        );
+        store.put(&key, meta("2-b"), body_from(&b"{}"[..])).await.unwrap();
+        assert_eq!(store.head(&key).await.unwrap().unwrap().rev.as_deref(), Some("2-b"));
         assert!(store.delete(&key).await.unwrap());
         assert!(!store.delete(&key).await.unwrap());
         assert!(store.get(&key).await.unwrap().is_none());
@@ -303,10 +292,7 @@ pub(crate) mod conformance {
 
     pub async fn failed_body_keeps_the_old_entry(store: &dyn Store) {
         let key = Key::packument("o", "lodash");
-        store
-            .put(&key, meta("1-a"), body_from(&b"old"[..]))
-            .await
-            .unwrap();
+        store.put(&key, meta("1-a"), body_from(&b"old"[..])).await.unwrap();
         let failing: BodyStream = Box::pin(futures_util::stream::iter(vec![
             Ok(Bytes::from_static(b"new new")),
             Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut")),
@@ -329,11 +315,7 @@ pub(crate) mod conformance {
                 .unwrap();
         }
         store
-            .put(
-                &Key::packument("other", "zz"),
-                meta("1-a"),
-                body_from(&b"{}"[..]),
-            )
+            .put(&Key::packument("other", "zz"), meta("1-a"), body_from(&b"{}"[..]))
             .await
             .unwrap();
         store
@@ -368,14 +350,8 @@ pub(crate) mod conformance {
         assert_eq!(got, want);
         let a_only = store.list(&format!("{prefix}61"), None, 100).await.unwrap();
         assert_eq!(a_only.len(), 2, "a and ab: {a_only:?}");
-        let parts = store
-            .list(&Key::partition_prefix("o"), None, 100)
-            .await
-            .unwrap();
-        assert_eq!(
-            parts,
-            vec![Key::partition("o", None, Some("m")).to_string()]
-        );
+        let parts = store.list(&Key::partition_prefix("o"), None, 100).await.unwrap();
+        assert_eq!(parts, vec![Key::partition("o", None, Some("m")).to_string()]);
     }
 
     pub async fn streams_large_bodies(store: &dyn Store) {

@@ -1,0 +1,166 @@
+//! The handlers: what each work item does, with I/O. The same functions serve the local runner
+//! and (later) the Pub/Sub push service.
+//!
+//! The decisions they apply are pure and live in [`crate::work`] (`diff_rows`,
+//! `plan_packument`); the upstream is reached only through [`crate::registry`], storage only
+//! through [`crate::store`]. Every handler is idempotent: running it twice stores the same thing.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::Key;
+use crate::registry::alldocs::{self, Row};
+use crate::registry::client::{Client, FetchError};
+use crate::registry::origin::Origin;
+use crate::registry::packument::{self, Fetched};
+use crate::store::{body_from, now_ms, Meta, Status, Store, StoreError};
+use crate::work::{self, PackumentPlan, RowDiff};
+
+/// What the handlers need: the client, the store, and the two origins.
+#[derive(Clone)]
+pub struct Ctx {
+    pub client: Arc<Client>,
+    pub store: Arc<dyn Store>,
+    pub replicate: Origin,
+    pub registry: Origin,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored partition `{key}` is unreadable: {reason}")]
+    BadPartition { key: String, reason: String },
+    #[error("package `{0}` is listed upstream but its document answers 404")]
+    ListedButMissing(String),
+}
+
+/// The stored form of a partition: its range and rows.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionBody {
+    pub start_key: Option<String>,
+    pub end_key: Option<String>,
+    pub rows: Vec<(String, String)>,
+}
+
+impl Ctx {
+    pub fn packument_key(&self, name: &str) -> Key {
+        Key::packument(self.registry.id(), name)
+    }
+
+    pub fn partition_key(&self, start: Option<&str>, end: Option<&str>) -> Key {
+        Key::partition(self.replicate.id(), start, end)
+    }
+
+    /// The rows stored for a partition by its last complete run (empty if none).
+    pub async fn stored_rows(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<Vec<(String, String)>, HandlerError> {
+        let key = self.partition_key(start, end);
+        let Some(entry) = self.store.get(&key).await? else {
+            return Ok(Vec::new());
+        };
+        let bad = |reason: String| HandlerError::BadPartition {
+            key: key.to_string(),
+            reason,
+        };
+        let bytes = entry.bytes().await.map_err(|e| bad(e.to_string()))?;
+        let body: PartitionBody = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        Ok(body.rows)
+    }
+
+    /// `partition`: lists `[start, end)` completely and compares it with the stored rows.
+    pub async fn list_partition(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<(Vec<Row>, RowDiff), HandlerError> {
+        let rows = alldocs::list_range(&self.client, &self.replicate, start, end).await?;
+        let previous = self.stored_rows(start, end).await?;
+        let diff = work::diff_rows(&previous, rows.iter().map(|r| (r.id.as_str(), r.rev.as_str())));
+        Ok((rows, diff))
+    }
+
+    /// Records a finished partition: tombstones for names gone upstream, then its rows. Called
+    /// only once every changed packument of the partition is stored, so a crash before this
+    /// point makes the next run list the partition again.
+    pub async fn commit_partition(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        rows: &[Row],
+        removed: &[String],
+    ) -> Result<(), HandlerError> {
+        for name in removed {
+            self.tombstone(name).await?;
+        }
+        let body = PartitionBody {
+            start_key: start.map(str::to_owned),
+            end_key: end.map(str::to_owned),
+            rows: rows.iter().map(|r| (r.id.clone(), r.rev.clone())).collect(),
+        };
+        let bytes = serde_json::to_vec(&body).map_err(|e| HandlerError::BadPartition {
+            key: String::new(),
+            reason: e.to_string(),
+        })?;
+        self.store
+            .put(
+                &self.partition_key(start, end),
+                Meta::new(Status::Ok, now_ms()),
+                body_from(bytes),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a package deleted, keeping its last body.
+    pub async fn tombstone(&self, name: &str) -> Result<(), HandlerError> {
+        let key = self.packument_key(name);
+        let (meta, body) = match self.store.get(&key).await? {
+            Some(entry) if entry.meta.status == Status::Deleted => return Ok(()),
+            Some(entry) => (entry.meta, entry.body),
+            None => (Meta::new(Status::Deleted, now_ms()), body_from(Vec::new())),
+        };
+        let mut meta = meta;
+        meta.fetched_at = now_ms();
+        self.store
+            .put_with(&key, meta, body, &|m: &mut Meta| m.status = Status::Deleted)
+            .await?;
+        Ok(())
+    }
+
+    /// `packument`: fetches one document unless the store already has `rev`.
+    pub async fn packument(&self, name: &str, rev: Option<&str>) -> Result<PackumentDone, HandlerError> {
+        let key = self.packument_key(name);
+        let stored = self.store.head(&key).await?;
+        let plan = work::plan_packument(
+            stored.as_ref().map(|m| (m.rev.as_deref(), m.etag.as_deref(), m.status)),
+            rev,
+        );
+        let etag = match plan {
+            PackumentPlan::Skip => return Ok(PackumentDone::Skipped),
+            PackumentPlan::Fetch { etag } => etag,
+        };
+        match packument::fetch_into(&self.client, &self.registry, &*self.store, &key, name, etag.as_deref()).await? {
+            Fetched::Stored(meta) => Ok(PackumentDone::Stored { bytes: meta.size }),
+            Fetched::NotModified => Ok(PackumentDone::NotModified),
+            // Never a tombstone: a listed package that answers 404 is an upstream glitch (or a
+            // deletion the next listing will show); the stored document stays as it is.
+            Fetched::NotFound => Err(HandlerError::ListedButMissing(name.to_owned())),
+        }
+    }
+}
+
+/// How a packument item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackumentDone {
+    Skipped,
+    NotModified,
+    Stored { bytes: u64 },
+}

@@ -1,0 +1,114 @@
+//! The local runner: partitions and packuments as tasks in this process.
+//!
+//! Partitions are listed a few at a time; each partition's packuments then run with bounded
+//! concurrency (the client caps requests in flight over everything). The packument handler
+//! skips every document already stored at the listed rev, so an interrupted run (crash,
+//! kill -9, Ctrl-C) resumes by listing again and fetching only what is missing or changed. A
+//! partition's rows are committed (with tombstones for names gone upstream) only after all its
+//! packuments are stored.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+
+use super::progress::Progress;
+use crate::handlers::{Ctx, HandlerError, PackumentDone};
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Partitions listed at once.
+    pub partition_parallelism: usize,
+    /// Packument tasks alive at once per partition.
+    pub packument_parallelism: usize,
+}
+
+/// Runs `partitions` (half-open ranges) to completion or shutdown.
+pub async fn replicate(
+    ctx: &Ctx,
+    partitions: Vec<(Option<String>, Option<String>)>,
+    opts: RunOptions,
+    progress: &Arc<Progress>,
+) {
+    progress.partitions_total.fetch_add(partitions.len() as u64, Relaxed);
+    futures_util::stream::iter(partitions)
+        .for_each_concurrent(opts.partition_parallelism.max(1), |(start, end)| async move {
+            run_partition(ctx, start.as_deref(), end.as_deref(), opts, progress).await;
+        })
+        .await;
+}
+
+async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: RunOptions, progress: &Progress) {
+    let range = format!("[{:?}, {:?})", start.unwrap_or(""), end.unwrap_or(""));
+    let (rows, diff) = match ctx.list_partition(start, end).await {
+        Ok(v) => v,
+        Err(e) => {
+            progress.partitions_failed.fetch_add(1, Relaxed);
+            progress.fail(format!("partition {range}: {e}"));
+            tracing::warn!(partition = %range, error = %e, "listing failed");
+            return;
+        }
+    };
+    tracing::debug!(partition = %range, rows = rows.len(), changed = diff.changed.len(), removed = diff.removed.len(), "listed");
+    // Every listed name goes to the packument handler, which skips (without a request) those
+    // already stored at the listed rev. Comparing with the stored documents, not with the
+    // partition's previous rows, keeps a run correct whatever was interrupted before it.
+    progress.packuments_total.fetch_add(rows.len() as u64, Relaxed);
+    let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
+    let failed = fetch_all(ctx, items, opts.packument_parallelism, progress).await;
+    if failed > 0 {
+        progress.partitions_failed.fetch_add(1, Relaxed);
+        tracing::warn!(partition = %range, failed, "not committed: some packuments failed; a re-run retries them");
+        return;
+    }
+    match ctx.commit_partition(start, end, &rows, &diff.removed).await {
+        Ok(()) => {
+            progress.partitions_done.fetch_add(1, Relaxed);
+        }
+        Err(e) => {
+            progress.partitions_failed.fetch_add(1, Relaxed);
+            progress.fail(format!("partition {range}: {e}"));
+        }
+    }
+}
+
+/// Runs the packument handler over `items` (`(name, rev)`); returns how many failed.
+pub async fn fetch_all<'a>(
+    ctx: &Ctx,
+    items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    parallelism: usize,
+    progress: &Progress,
+) -> u64 {
+    let failed = std::sync::atomic::AtomicU64::new(0);
+    futures_util::stream::iter(items)
+        .for_each_concurrent(parallelism.max(1), |(name, rev)| {
+            let failed = &failed;
+            async move {
+                match ctx.packument(name, rev).await {
+                    Ok(PackumentDone::Stored { bytes }) => {
+                        progress.stored.fetch_add(1, Relaxed);
+                        progress.stored_bytes.fetch_add(bytes, Relaxed);
+                    }
+                    Ok(PackumentDone::NotModified) => {
+                        progress.not_modified.fetch_add(1, Relaxed);
+                    }
+                    Ok(PackumentDone::Skipped) => {
+                        progress.skipped.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, Relaxed);
+                        progress.failed.fetch_add(1, Relaxed);
+                        if !matches!(
+                            e,
+                            HandlerError::Fetch(crate::registry::client::FetchError::Cancelled { .. })
+                        ) {
+                            tracing::warn!(package = name, error = %e, "packument failed");
+                            progress.fail(format!("{name}: {e}"));
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    failed.load(Relaxed)
+}
