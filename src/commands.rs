@@ -108,7 +108,9 @@ pub async fn replicate(g: &Global, args: &ReplicateArgs, quiet: bool) -> Result<
         Some(n) => {
             let running = crate::sim::spawn(parse_wrapped_sim(n)).await?;
             // A fixed id: the simulator's port changes on every run, its corpus does not.
-            let o = Origin::parse(&running.url).map_err(|e| Error::Internal(e.to_string()))?.with_id("sim");
+            let o = Origin::parse(&running.url)
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .with_id("sim");
             tracing::info!(url = %running.url, packages = n, "simulated registry started");
             sim = Some(running);
             Some((o.clone(), o))

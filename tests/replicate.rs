@@ -1,0 +1,395 @@
+//! Local replication end to end: the `all-docs` binary against `all-docs sim`, both real
+//! processes on 127.0.0.1. Every test ends by comparing the replica's index with the
+//! simulator's truth.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_all-docs");
+
+/// A simulator process; stopped on drop.
+struct Sim {
+    url: String,
+    child: Child,
+    corpus: Vec<String>,
+}
+
+impl Sim {
+    fn start(corpus: &[&str], extra: &[&str]) -> Sim {
+        Sim::start_on(0, corpus, extra)
+    }
+
+    fn start_on(port: u16, corpus: &[&str], extra: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["sim", "--port", &port.to_string(), "-q"])
+            .args(corpus)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the simulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the first line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("`listening on URL` first")
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
+        Sim {
+            url,
+            child,
+            corpus: corpus.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// `sim --dump-index` for the same corpus.
+    fn truth(&self) -> String {
+        let out = Command::new(BIN)
+            .args(["sim", "--dump-index"])
+            .args(&self.corpus)
+            .output()
+            .expect("dump-index");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        http("GET", &format!("{}/-/sim/stats", self.url))
+    }
+
+    fn reset_stats(&self) {
+        http("POST", &format!("{}/-/sim/reset-stats", self.url));
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny blocking HTTP/1.1 client for the simulator's control routes (no proxies, loopback).
+fn http(method: &str, url: &str) -> serde_json::Value {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+/// A fresh, empty store folder.
+fn store(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("all-docs-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn all_docs(store: &Path, sim: &Sim, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--store")
+        .arg(store)
+        .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url, "-q"])
+        .args(args)
+        .env_remove("ALL_DOCS_MAX_RPS")
+        .env_remove("ALL_DOCS_CONCURRENCY");
+    cmd
+}
+
+fn run(store: &Path, sim: &Sim, args: &[&str]) -> Output {
+    all_docs(store, sim, args).output().expect("run all-docs")
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The replica's index equals the simulator's truth, and every entry verifies.
+fn assert_replica_matches(store: &Path, sim: &Sim) {
+    let index = run(store, sim, &["cache", "create-index"]);
+    assert_ok(&index, "cache create-index");
+    let ours = String::from_utf8(index.stdout).unwrap();
+    let truth = sim.truth();
+    if ours != truth {
+        let a: std::collections::BTreeSet<&str> = ours.lines().collect();
+        let b: std::collections::BTreeSet<&str> = truth.lines().collect();
+        let missing: Vec<_> = b.difference(&a).take(5).collect();
+        let extra: Vec<_> = a.difference(&b).take(5).collect();
+        panic!(
+            "replica differs from the truth: {} vs {} lines; missing {missing:?}; extra {extra:?}",
+            a.len(),
+            b.len()
+        );
+    }
+    let validate = run(store, sim, &["cache", "validate"]);
+    assert_ok(&validate, "cache validate");
+}
+
+#[test]
+fn replicates_50k_packages_exactly_and_a_second_run_downloads_no_bodies() {
+    let sim = Sim::start(&["--packages", "50000"], &[]);
+    let dir = store("50k");
+    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
+    assert_replica_matches(&dir, &sim);
+
+    sim.reset_stats();
+    assert_ok(&run(&dir, &sim, &["replicate"]), "second replicate");
+    let stats = sim.stats();
+    assert_eq!(
+        stats["routes"]["packument"], 0,
+        "no packument requested on an unchanged upstream: {stats}"
+    );
+    assert!(
+        stats["routes"]["allDocs"].as_u64().unwrap() >= 5,
+        "it did list: {stats}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rate_limited_upstream_sees_no_violations_with_or_without_a_known_limit() {
+    let sim = Sim::start(
+        &["--packages", "4000"],
+        &[
+            "--rate-limit",
+            "400",
+            "--burst",
+            "40",
+            "--retry-after",
+            "1",
+            "--penalty-extends",
+        ],
+    );
+    for (tag, extra) in [("known", vec!["--max-rps", "380"]), ("unknown", vec![])] {
+        let dir = store(&format!("rl-{tag}"));
+        sim.reset_stats();
+        let mut args = extra.clone();
+        args.push("replicate");
+        assert_ok(&run(&dir, &sim, &args), "replicate under a rate limit");
+        let stats = sim.stats();
+        assert_eq!(stats["violations"], 0, "{tag}: {stats}");
+        assert_replica_matches(&dir, &sim);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn faults_lose_nothing() {
+    let sim = Sim::start(
+        &["--packages", "5000"],
+        &[
+            "--faults",
+            "status5xx=0.05,reset=0.02,truncate=0.02,flap404=0.01,badjson=0.02",
+        ],
+    );
+    let dir = store("faults");
+    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate under faults");
+    let stats = sim.stats();
+    for kind in ["status5xx", "reset", "truncate", "flap404", "badjson"] {
+        assert!(
+            stats["faults"][kind].as_u64().unwrap() > 0,
+            "{kind} was injected: {stats}"
+        );
+    }
+    assert_replica_matches(&dir, &sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_transient_404_never_removes_a_stored_document() {
+    let sim = Sim::start(&["--packages", "300"], &[]);
+    let dir = store("flap");
+    assert_ok(&run(&dir, &sim, &["replicate"]), "first replicate");
+    let port: u16 = sim.url.rsplit(':').next().unwrap().parse().unwrap();
+    drop(sim);
+    // Same corpus and origin, every packument answer is now a 404: nothing may change.
+    let sim = Sim::start_on(port, &["--packages", "300"], &["--faults", "flap404=1"]);
+    let names: Vec<String> = sim
+        .truth()
+        .lines()
+        .take(3)
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect();
+    let list = dir.join("list.json");
+    std::fs::write(&list, serde_json::to_string(&names).unwrap()).unwrap();
+    let out = run(&dir, &sim, &["packument", "fetch-list", list.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "404s for listed names are failures, not deletions"
+    );
+    assert_replica_matches(&dir, &sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killed_with_sigkill_then_resumed_gives_the_same_replica_for_little_extra() {
+    let sim = Sim::start(&["--packages", "12000"], &["--rate-limit", "3000", "--burst", "100"]);
+    let dir = store("kill9");
+    let mut child = all_docs(&dir, &sim, &["--max-rps", "3000", "replicate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once about half the documents are stored.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sim.stats()["routes"]["packument"].as_u64().unwrap_or(0) < 6_000 {
+        assert!(Instant::now() < deadline, "replication made no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert_ok(&run(&dir, &sim, &["replicate"]), "resumed replicate");
+    assert_replica_matches(&dir, &sim);
+    let stats = sim.stats();
+    let requests = stats["routes"]["packument"].as_u64().unwrap() + stats["routes"]["allDocs"].as_u64().unwrap();
+    let clean = 12_000 + 20;
+    assert!(
+        requests as f64 <= clean as f64 * 1.05,
+        "{requests} requests over both runs vs {clean} for a clean run"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_100_mb_packument_is_streamed_with_bounded_memory() {
+    let sim = Sim::start(&["--packages", "50", "--huge", "huge-doc=100MB"], &[]);
+    let dir = store("huge");
+    let child = all_docs(&dir, &sim, &["replicate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, max_rss_kb) = wait_with_rusage(child);
+    assert!(status.success(), "replicate failed");
+    assert_replica_matches(&dir, &sim);
+    let stored = run(&dir, &sim, &["show", "huge-doc"]);
+    assert_ok(&stored, "show");
+    assert_eq!(
+        stored.stdout.len(),
+        100_000_000 + 1,
+        "the whole document (plus a newline)"
+    );
+    assert!(
+        max_rss_kb < 150 * 1024,
+        "peak RSS {max_rss_kb} KiB while replicating a 100 MB document"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits for `child` and returns its exit status and peak RSS in KiB (from `wait4`).
+fn wait_with_rusage(mut child: Child) -> (std::process::ExitStatus, i64) {
+    use std::os::unix::process::ExitStatusExt as _;
+    // Drain stderr so the child never blocks on a full pipe.
+    let err = child.stderr.take();
+    let drain = std::thread::spawn(move || {
+        if let Some(mut e) = err {
+            let mut sink = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut sink);
+            sink
+        } else {
+            String::new()
+        }
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child; `usage` is a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let stderr = drain.join().unwrap_or_default();
+    let status = std::process::ExitStatus::from_raw(status);
+    if !status.success() {
+        eprintln!("{stderr}");
+    }
+    (status, usage.ru_maxrss)
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_code_2() {
+    let dir = store("bad");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["replicate"], "no replication origin"),
+        (
+            vec![
+                "--replicate-origin",
+                "ftp://x",
+                "--registry-origin",
+                "http://127.0.0.1:9",
+                "replicate",
+            ],
+            "http://",
+        ),
+        (
+            vec![
+                "--replicate-origin",
+                "http://u:p@127.0.0.1:9",
+                "--registry-origin",
+                "http://127.0.0.1:9",
+                "replicate",
+            ],
+            "credentials",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(BIN)
+            .arg("--store")
+            .arg(&dir)
+            .args(&args)
+            .env_remove("ALL_DOCS_REPLICATE_ORIGIN")
+            .env_remove("ALL_DOCS_REGISTRY_ORIGIN")
+            .env("HOME", &dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let pivots = dir.join("pivots.js");
+    std::fs::write(&pivots, "module.exports = [null, 'b', 'a']").unwrap();
+    let out = Command::new(BIN)
+        .arg("--store")
+        .arg(&dir)
+        .args([
+            "--replicate-origin",
+            "http://127.0.0.1:9",
+            "--registry-origin",
+            "http://127.0.0.1:9",
+            "partition",
+            "refresh",
+            "--pivots",
+        ])
+        .arg(&pivots)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pivots.js") && stderr.contains("not sorted"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
