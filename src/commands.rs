@@ -27,14 +27,14 @@ use crate::work;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplicateArgs {
     /// Partition by these pivots (a JSON or JavaScript array file).
-    #[arg(long, value_name = "FILE", conflicts_with = "partitions")]
+    #[arg(long, value_name = "FILE", env = "ALL_DOCS_PIVOTS")]
     pub pivots: Option<PathBuf>,
     /// Partition into about N equal-count ranges of the replica's index (a built-in split
-    /// when the replica is empty).
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    /// when the replica is empty); ignored with --pivots.
+    #[arg(long, value_name = "N", default_value_t = 16, env = "ALL_DOCS_PARTITIONS")]
     pub partitions: usize,
     /// Start a simulated registry of N packages on 127.0.0.1 and replicate it (no network).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "ALL_DOCS_SIMULATE")]
     pub simulate: Option<usize>,
 }
 

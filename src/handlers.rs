@@ -150,8 +150,13 @@ impl Ctx {
         match packument::fetch_into(&self.client, &self.registry, &*self.store, &key, name, etag.as_deref()).await? {
             Fetched::Stored(meta) => Ok(PackumentDone::Stored { bytes: meta.size }),
             Fetched::NotModified => Ok(PackumentDone::NotModified),
-            // Never a tombstone: a listed package that answers 404 is an upstream glitch (or a
-            // deletion the next listing will show); the stored document stays as it is.
+            // A name asked for by hand and never stored: record the 404 as a tombstone.
+            Fetched::NotFound if rev.is_none() && stored.is_none() => {
+                self.tombstone(name).await?;
+                Ok(PackumentDone::NotFound)
+            }
+            // Otherwise never a tombstone: a listed package that answers 404 is an upstream
+            // glitch (or a deletion the next listing shows); the stored document stays as is.
             Fetched::NotFound => Err(HandlerError::ListedButMissing(name.to_owned())),
         }
     }
@@ -161,6 +166,10 @@ impl Ctx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackumentDone {
     Skipped,
+    /// `404` for a name that was never stored: recorded as a tombstone.
+    NotFound,
     NotModified,
-    Stored { bytes: u64 },
+    Stored {
+        bytes: u64,
+    },
 }

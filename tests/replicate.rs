@@ -2,97 +2,13 @@
 //! processes on 127.0.0.1. Every test ends by comparing the replica's index with the
 //! simulator's truth.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_all-docs");
+mod common;
 
-/// A simulator process; stopped on drop.
-struct Sim {
-    url: String,
-    child: Child,
-    corpus: Vec<String>,
-}
-
-impl Sim {
-    fn start(corpus: &[&str], extra: &[&str]) -> Sim {
-        Sim::start_on(0, corpus, extra)
-    }
-
-    fn start_on(port: u16, corpus: &[&str], extra: &[&str]) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["sim", "--port", &port.to_string(), "-q"])
-            .args(corpus)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the simulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("`listening on URL` first")
-            .to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
-        Sim {
-            url,
-            child,
-            corpus: corpus.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    /// `sim --dump-index` for the same corpus.
-    fn truth(&self) -> String {
-        let out = Command::new(BIN)
-            .args(["sim", "--dump-index"])
-            .args(&self.corpus)
-            .output()
-            .expect("dump-index");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).expect("UTF-8")
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        http("GET", &format!("{}/-/sim/stats", self.url))
-    }
-
-    fn reset_stats(&self) {
-        http("POST", &format!("{}/-/sim/reset-stats", self.url));
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A tiny blocking HTTP/1.1 client for the simulator's control routes (no proxies, loopback).
-fn http(method: &str, url: &str) -> serde_json::Value {
-    use std::io::{Read as _, Write as _};
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut s = std::net::TcpStream::connect(host).expect("connect");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read");
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
-}
+use common::{Sim, BIN};
 
 /// A fresh, empty store folder.
 fn store(tag: &str) -> PathBuf {

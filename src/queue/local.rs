@@ -92,6 +92,11 @@ pub async fn fetch_all<'a>(
                     Ok(PackumentDone::NotModified) => {
                         progress.not_modified.fetch_add(1, Relaxed);
                     }
+                    Ok(PackumentDone::NotFound) => {
+                        failed.fetch_add(1, Relaxed);
+                        progress.failed.fetch_add(1, Relaxed);
+                        progress.fail(format!("{name}: not found (404)"));
+                    }
                     Ok(PackumentDone::Skipped) => {
                         progress.skipped.fetch_add(1, Relaxed);
                     }

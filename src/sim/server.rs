@@ -501,14 +501,18 @@ impl Answer {
     }
 }
 
-/// A body that yields `parts` and then fails, so hyper closes the connection mid-body.
+/// A body that yields `parts` and then fails, so hyper closes the connection mid-body. The
+/// short pause lets hyper flush the headers and the part first, as a real cut connection does.
 fn truncated(parts: Vec<Bytes>) -> Body {
-    let frames = parts.into_iter().map(|b| Ok(Frame::data(b)));
-    let fail = std::iter::once(Err(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "simulated truncation",
-    )));
-    BodyExt::boxed_unsync(StreamBody::new(futures_util::stream::iter(frames.chain(fail))))
+    let frames = futures_util::stream::iter(parts.into_iter().map(|b| Ok(Frame::data(b))));
+    let fail = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "simulated truncation",
+        ))
+    });
+    BodyExt::boxed_unsync(StreamBody::new(frames.chain(fail)))
 }
 
 /// Counts streamed bytes into the stats as they are sent.
