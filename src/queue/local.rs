@@ -42,6 +42,7 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
     let range = format!("[{:?}, {:?})", start.unwrap_or(""), end.unwrap_or(""));
     let (rows, diff) = match ctx.list_partition(start, end).await {
         Ok(v) => v,
+        Err(_) if ctx.client.stopping() => return,
         Err(e) => {
             progress.partitions_failed.fetch_add(1, Relaxed);
             progress.fail(format!("partition {range}: {e}"));
@@ -57,8 +58,10 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
     let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
     let failed = fetch_all(ctx, items, opts.packument_parallelism, progress).await;
     if failed > 0 {
-        progress.partitions_failed.fetch_add(1, Relaxed);
-        tracing::warn!(partition = %range, failed, "not committed: some packuments failed; a re-run retries them");
+        if !ctx.client.stopping() {
+            progress.partitions_failed.fetch_add(1, Relaxed);
+            tracing::warn!(partition = %range, failed, "not committed: some packuments failed; a re-run retries them");
+        }
         return;
     }
     match ctx.commit_partition(start, end, &rows, &diff.removed).await {
@@ -100,16 +103,16 @@ pub async fn fetch_all<'a>(
                     Ok(PackumentDone::Skipped) => {
                         progress.skipped.fetch_add(1, Relaxed);
                     }
+                    // Stopped by Ctrl-C: not a failure, just not done (the partition is not
+                    // committed, and the next run picks the name up).
+                    Err(HandlerError::Fetch(crate::registry::client::FetchError::Cancelled { .. })) => {
+                        failed.fetch_add(1, Relaxed);
+                    }
                     Err(e) => {
                         failed.fetch_add(1, Relaxed);
                         progress.failed.fetch_add(1, Relaxed);
-                        if !matches!(
-                            e,
-                            HandlerError::Fetch(crate::registry::client::FetchError::Cancelled { .. })
-                        ) {
-                            tracing::warn!(package = name, error = %e, "packument failed");
-                            progress.fail(format!("{name}: {e}"));
-                        }
+                        tracing::warn!(package = name, error = %e, "packument failed");
+                        progress.fail(format!("{name}: {e}"));
                     }
                 }
             }

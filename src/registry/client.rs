@@ -133,7 +133,8 @@ impl Client {
         self.governor(origin).lock().rate()
     }
 
-    fn stopping(&self) -> bool {
+    /// Whether shutdown was asked for.
+    pub fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
 

@@ -109,8 +109,35 @@ impl JsonCheck {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        for &b in chunk {
-            if let Err(msg) = self.byte(b) {
+        let mut i = 0;
+        while i < chunk.len() {
+            // Fast path: plain string content (most of a packument) up to the next byte that
+            // matters, captured in bulk when the summary needs it.
+            if let State::Str {
+                escape: false,
+                unicode: 0,
+                ..
+            } = self.state
+            {
+                let run = chunk[i..]
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                    .unwrap_or(chunk.len() - i);
+                if run > 0 {
+                    if self.depth() <= 2 && !self.capture_overflow {
+                        let room = CAPTURE_MAX.saturating_sub(self.capture.len());
+                        if run <= room {
+                            self.capture.extend_from_slice(&chunk[i..i + run]);
+                        } else {
+                            self.capture_overflow = true;
+                        }
+                    }
+                    i += run;
+                    self.offset += run as u64;
+                    continue;
+                }
+            }
+            if let Err(msg) = self.byte(chunk[i]) {
                 let e = JsonError {
                     offset: self.offset,
                     msg,
@@ -118,6 +145,7 @@ impl JsonCheck {
                 self.error = Some(e.clone());
                 return Err(e);
             }
+            i += 1;
             self.offset += 1;
         }
         Ok(())

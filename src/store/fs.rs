@@ -2,9 +2,12 @@
 //!
 //! Layout under the root (see `keys` for the key format):
 //!
-//! - packument: `v1/packument/{origin}/{shard}/{hex(name)}`, where `shard` is the first four
-//!   hex digits of the name (fewer for shorter names). Shards are prefixes of the file names,
-//!   so walking shards and files in name order is byte order of package names.
+//! - packument: `v1/packument/{origin}/{hex[0..4]}/{hex[4..6]}/{hex}`, with `hex` the hex of
+//!   the name, the first level shorter for short names and the second level `-` when the hex
+//!   has four digits or fewer (`-` sorts before every hex digit). Each level is a prefix of the
+//!   file names below it, so walking folders and files in name order is byte order of package
+//!   names. Two levels keep folders small: concurrent creates and renames in one folder
+//!   contend on its lock.
 //! - partition: `v1/partition/{origin}/{hex(start)}-{hex(end)}`.
 //!
 //! Each file is one line of JSON [`Meta`], a newline, then the body exactly as fetched. One
@@ -55,8 +58,14 @@ impl FsStore {
         match key {
             Key::Packument { origin, name } => {
                 let h = hex(name.as_bytes());
-                let shard = &h[..h.len().min(4)];
-                self.root.join("v1").join("packument").join(origin).join(shard).join(&h)
+                let (l1, l2) = shards(&h);
+                self.root
+                    .join("v1")
+                    .join("packument")
+                    .join(origin)
+                    .join(l1)
+                    .join(l2)
+                    .join(&h)
             }
             Key::Partition { origin, start, end } => {
                 let (s, e) = (
@@ -336,24 +345,53 @@ fn list_sync(root: &Path, prefix: &str, after: Option<&str>, limit: usize) -> Re
         keys.truncate(limit);
         return Ok(keys);
     }
-    for shard in read_dir_sorted(&dir)? {
-        let compatible = shard.starts_with(rest) || rest.starts_with(&shard);
-        // Shards wholly before `after` hold nothing we want.
-        let before_after = shard.as_str() < after_hex && !after_hex.starts_with(&shard);
-        if !compatible || before_after {
+    walk(&dir, "", 2, rest, after_hex, &mut |name| {
+        let key = format!("{key_prefix}{name}");
+        if wanted(&key) {
+            keys.push(key);
+        }
+        keys.len() < limit
+    })?;
+    Ok(keys)
+}
+
+/// The two shard folders of a packument's hex name.
+fn shards(h: &str) -> (&str, &str) {
+    let l1 = &h[..h.len().min(4)];
+    let l2 = if h.len() > 4 { &h[4..h.len().min(6)] } else { "-" };
+    (l1, l2)
+}
+
+/// Visits file names under `dir` in byte order, `levels` folders deep, skipping folders that
+/// cannot hold names starting with `rest` or after `after_hex`. `visit` returns false to stop.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    levels: u32,
+    rest: &str,
+    after_hex: &str,
+    visit: &mut dyn FnMut(&str) -> bool,
+) -> Result<bool, StoreError> {
+    for entry in read_dir_sorted(dir)? {
+        if levels == 0 {
+            if !visit(&entry) {
+                return Ok(false);
+            }
             continue;
         }
-        for name in read_dir_sorted(&dir.join(&shard))? {
-            let key = format!("{key_prefix}{name}");
-            if wanted(&key) {
-                keys.push(key);
-                if keys.len() >= limit {
-                    return Ok(keys);
-                }
-            }
+        let p = if entry == "-" {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}{entry}")
+        };
+        let compatible = p.starts_with(rest) || rest.starts_with(&p);
+        // Folders wholly before `after` hold nothing we want.
+        let before_after = p.as_str() < after_hex && !after_hex.starts_with(&p);
+        if compatible && !before_after && !walk(&dir.join(&entry), &p, levels - 1, rest, after_hex, visit)? {
+            return Ok(false);
         }
     }
-    Ok(keys)
+    Ok(true)
 }
 
 /// Entry names of `dir` in byte order, without temporary files; an absent folder is empty.
@@ -433,7 +471,7 @@ mod tests {
             .unwrap();
         let path = store.path_of(&key);
         assert!(
-            path.ends_with("v1/packument/o/4074/4074797065732f6e6f6465"),
+            path.ends_with("v1/packument/o/4074/79/4074797065732f6e6f6465"),
             "{}",
             path.display()
         );
