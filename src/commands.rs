@@ -136,6 +136,22 @@ async fn run_partitions(
     partitions: Vec<(Option<String>, Option<String>)>,
     quiet: bool,
 ) -> Result<(), Error> {
+    let opts = RunOptions {
+        partition_parallelism: 4,
+        packument_parallelism: s.ctx.client_concurrency() * 2,
+    };
+    with_progress(s, quiet, |progress| async move {
+        local::replicate(&s.ctx, partitions, opts, &progress).await
+    })
+    .await
+}
+
+/// Runs `work` with Ctrl-C handling and the progress display, then summarizes.
+async fn with_progress<F, Fut>(s: &Setup, quiet: bool, work: F) -> Result<(), Error>
+where
+    F: FnOnce(Arc<Progress>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     stop_on_signal(s.stop.clone());
@@ -146,12 +162,7 @@ async fn run_partitions(
         report_rx,
         quiet,
     ));
-    let conc = s.ctx.client_concurrency();
-    let opts = RunOptions {
-        partition_parallelism: 4,
-        packument_parallelism: conc * 2,
-    };
-    local::replicate(&s.ctx, partitions, opts, &progress).await;
+    work(progress.clone()).await;
     let _ = report_stop.send(true);
     let _ = reporter.await;
     summarize(s, &progress, started, quiet)
@@ -327,22 +338,13 @@ pub fn read_name_list(path: &Path) -> Result<Vec<String>, Error> {
 pub async fn fetch_list(g: &Global, list: &Path, quiet: bool) -> Result<(), Error> {
     let names = read_name_list(list)?;
     let s = setup_registry_only(g).await?;
-    let started = Instant::now();
-    let progress = Arc::new(Progress::default());
-    progress.packuments_total.store(names.len() as u64, Relaxed);
-    stop_on_signal(s.stop.clone());
-    let (report_stop, report_rx) = tokio::sync::watch::channel(false);
-    let reporter = tokio::spawn(progress::report(
-        progress.clone(),
-        s.ctx.client.stats.clone(),
-        report_rx,
-        quiet,
-    ));
     let parallel = s.ctx.client_concurrency() * 2;
-    local::fetch_all(&s.ctx, names.iter().map(|n| (n.as_str(), None)), parallel, &progress).await;
-    let _ = report_stop.send(true);
-    let _ = reporter.await;
-    summarize(&s, &progress, started, quiet)
+    let (ctx, names) = (&s.ctx, &names);
+    with_progress(&s, quiet, |progress| async move {
+        progress.packuments_total.store(names.len() as u64, Relaxed);
+        local::fetch_all(ctx, names.iter().map(|n| (n.as_str(), None)), parallel, &progress).await;
+    })
+    .await
 }
 
 /// Commands that only talk to the registry origin do not need a replication origin.

@@ -216,12 +216,7 @@ impl DocStream {
         self.state = match self.state {
             State::Head if p.unpublished() => {
                 if full {
-                    out.extend_from_slice(b"{\"_id\":");
-                    json_str(out, &p.name);
-                    out.extend_from_slice(b",\"_rev\":");
-                    json_str(out, &rev(p.seed, &p.name, p.gen()));
-                    out.extend_from_slice(b",\"name\":");
-                    json_str(out, &p.name);
+                    id_rev_name(out, p);
                     let _ = write!(
                         Raw(out),
                         ",\"time\":{{\"created\":\"{}\",\"modified\":\"{}\",\"unpublished\":{{\"time\":\"{}\",\"versions\":[",
@@ -247,12 +242,7 @@ impl DocStream {
             State::Head => {
                 let latest = p.versions.last().map(String::as_str).unwrap_or("0.0.0");
                 if full {
-                    out.extend_from_slice(b"{\"_id\":");
-                    json_str(out, &p.name);
-                    out.extend_from_slice(b",\"_rev\":");
-                    json_str(out, &rev(p.seed, &p.name, p.gen()));
-                    out.extend_from_slice(b",\"name\":");
-                    json_str(out, &p.name);
+                    id_rev_name(out, p);
                     out.extend_from_slice(b",\"description\":");
                     json_str(out, &lorem(hash_parts(p.seed, &[b"desc", p.name.as_bytes()]), 60));
                 } else {
@@ -334,6 +324,16 @@ impl Iterator for DocStream {
     }
 }
 
+/// `{"_id":NAME,"_rev":REV,"name":NAME`: how every full document starts.
+fn id_rev_name(out: &mut Vec<u8>, p: &DocPlan) {
+    out.extend_from_slice(b"{\"_id\":");
+    json_str(out, &p.name);
+    out.extend_from_slice(b",\"_rev\":");
+    json_str(out, &rev(p.seed, &p.name, p.gen()));
+    out.extend_from_slice(b",\"name\":");
+    json_str(out, &p.name);
+}
+
 fn maintainer(seed: u64, name: &str) -> String {
     format!("user{}", hash_parts(seed, &[b"maint", name.as_bytes()]) % 100_000)
 }
@@ -370,7 +370,7 @@ fn version_object(out: &mut Vec<u8>, p: &DocPlan, i: usize) {
     let _ = write!(
         Raw(out),
         "}},\"dist\":{{\"shasum\":\"{}\",\"tarball\":\"",
-        super::rng::hex(&sha1)
+        crate::keys::hex(&sha1)
     );
     json_str_inner(out, &p.base_url);
     out.push(b'/');

@@ -75,17 +75,6 @@ impl Rng {
     }
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,10 +95,5 @@ mod tests {
             assert!((0.0..1.0).contains(&u));
             assert!(rng.below(3) < 3);
         }
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_complete() {
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }
 }

@@ -97,3 +97,11 @@ pub fn http(method: &str, url: &str) -> serde_json::Value {
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
 }
+
+/// Asserts a command failed as bad input: exit code 2, a message containing `needle`, no panic.
+pub fn assert_usage_error(out: &std::process::Output, needle: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+    assert!(stderr.contains(needle), "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
