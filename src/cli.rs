@@ -51,6 +51,8 @@ pub enum Command {
     },
     /// Run a registry simulator on 127.0.0.1 (both origins on one port), for tests and benchmarks.
     Sim(SimArgs),
+    /// Run the benchmark scenarios against the simulator and write BENCHMARKS.md.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,5 +125,6 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Cache(CacheCommand::Validate) => crate::commands::validate(g).await,
         Command::Cache(CacheCommand::Stats) => crate::commands::stats(g).await,
         Command::Show { name } => crate::commands::show(g, name).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     }
 }

@@ -36,6 +36,9 @@ pub struct ReplicateArgs {
     /// Start a simulated registry of N packages on 127.0.0.1 and replicate it (no network).
     #[arg(long, value_name = "N", env = "ALL_DOCS_SIMULATE")]
     pub simulate: Option<usize>,
+    /// Only list the partitions (store their rows); fetch no package documents.
+    #[arg(long)]
+    pub list_only: bool,
 }
 
 /// Pivots used when the replica has no index yet: cuts that follow the upstream's byte-order
@@ -43,6 +46,11 @@ pub struct ReplicateArgs {
 const DEFAULT_PIVOTS: &[&str] = &[
     "0", "@", "@c", "@f", "@l", "@r", "@v", "A", "a", "c", "e", "g", "j", "m", "p", "r", "s", "t", "v",
 ];
+
+/// How many partitions the built-in split makes (for the enumeration benchmark's bound).
+pub fn default_partition_count() -> usize {
+    DEFAULT_PIVOTS.len() + 1
+}
 
 fn parse_wrapped_sim(packages: usize) -> crate::sim::SimArgs {
     #[derive(clap::Parser)]
@@ -124,7 +132,7 @@ pub async fn replicate(g: &Global, args: &ReplicateArgs, quiet: bool) -> Result<
         None => plan_from_replica(&s, args.partitions).await?,
     };
     let partitions = pivots::ranges(&pivots);
-    run_partitions(&s, partitions, quiet).await?;
+    run_partitions(&s, partitions, args.list_only, quiet).await?;
     if let Some(sim) = s._sim.take() {
         sim.stop().await;
     }
@@ -134,11 +142,13 @@ pub async fn replicate(g: &Global, args: &ReplicateArgs, quiet: bool) -> Result<
 async fn run_partitions(
     s: &Setup,
     partitions: Vec<(Option<String>, Option<String>)>,
+    list_only: bool,
     quiet: bool,
 ) -> Result<(), Error> {
     let opts = RunOptions {
         partition_parallelism: 4,
         packument_parallelism: s.ctx.client_concurrency() * 2,
+        list_only,
     };
     with_progress(s, quiet, |progress| async move {
         local::replicate(&s.ctx, partitions, opts, &progress).await
@@ -194,7 +204,7 @@ fn summarize(s: &Setup, progress: &Progress, started: Instant, quiet: bool) -> R
 pub async fn partition_refresh(g: &Global, pivots_file: &Path, quiet: bool) -> Result<(), Error> {
     let s = setup(g, None).await?;
     let pivots = read_pivots(pivots_file)?;
-    run_partitions(&s, pivots::ranges(&pivots), quiet).await
+    run_partitions(&s, pivots::ranges(&pivots), false, quiet).await
 }
 
 fn read_pivots(path: &Path) -> Result<Pivots, Error> {

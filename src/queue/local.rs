@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub partition_parallelism: usize,
     /// Packument tasks alive at once per partition.
     pub packument_parallelism: usize,
+    /// List and store partitions only; fetch no documents.
+    pub list_only: bool,
 }
 
 /// Runs `partitions` (half-open ranges) to completion or shutdown.
@@ -54,9 +56,13 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
     // Every listed name goes to the packument handler, which skips (without a request) those
     // already stored at the listed rev. Comparing with the stored documents, not with the
     // partition's previous rows, keeps a run correct whatever was interrupted before it.
-    progress.packuments_total.fetch_add(rows.len() as u64, Relaxed);
-    let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
-    let failed = fetch_all(ctx, items, opts.packument_parallelism, progress).await;
+    let failed = if opts.list_only {
+        0
+    } else {
+        progress.packuments_total.fetch_add(rows.len() as u64, Relaxed);
+        let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
+        fetch_all(ctx, items, opts.packument_parallelism, progress).await
+    };
     if failed > 0 {
         if !ctx.client.stopping() {
             progress.partitions_failed.fetch_add(1, Relaxed);
