@@ -53,6 +53,21 @@ pub enum Command {
     Sim(SimArgs),
     /// Run the benchmark scenarios against the simulator and write BENCHMARKS.md.
     Bench(crate::bench::BenchArgs),
+    /// Serve the Pub/Sub push endpoints (the Cloud Run service): POST /work/{partition-set,
+    /// partition,packument}, GET /healthz, /readyz.
+    Serve(crate::service::cli::ServeArgs),
+    /// Publish work items to Pub/Sub (e.g. `--partitions 64` to start a whole run).
+    Publish(crate::service::cli::PublishArgs),
+    /// Development helpers.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Create the topics, push subscriptions (retry + dead-letter policies) and dead-letter
+    /// subscriptions on a Pub/Sub emulator, as terraform/ does in a project.
+    PubsubSetup(crate::service::cli::PubSubSetupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,5 +141,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Cache(CacheCommand::Stats) => crate::commands::stats(g).await,
         Command::Show { name } => crate::commands::show(g, name).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Serve(args) => crate::service::cli::serve(g, args).await,
+        Command::Publish(args) => crate::service::cli::publish(args).await,
+        Command::Dev(DevCommand::PubsubSetup(args)) => crate::service::cli::pubsub_setup(args).await,
     }
 }

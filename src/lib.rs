@@ -33,6 +33,7 @@ pub mod pivots;
 pub mod queue;
 pub mod registry;
 pub mod shutdown;
+pub mod service;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -140,6 +140,41 @@ pub fn plan(names: &[&str], count: usize) -> Pivots {
     pivots
 }
 
+/// Pivots for `count` partitions without looking at any names: cut points chosen evenly among
+/// two-character prefixes of the name space (`0`..`9`, scoped `@a`..`@z`, `a`..`z`). Partitions
+/// are of uneven size; for equal-count ones, use [`plan`] over a real index.
+pub fn even(count: usize) -> Pivots {
+    let first: Vec<char> = ('0'..='9').chain(std::iter::once('@')).chain('a'..='z').collect();
+    let mut candidates: Vec<String> = Vec::new();
+    for f in &first {
+        let seconds: Vec<char> = if *f == '@' || f.is_ascii_alphabetic() {
+            ('a'..='z').collect()
+        } else {
+            vec!['0']
+        };
+        for s in seconds {
+            candidates.push(if s == 'a' || !f.is_ascii_alphabetic() && *f != '@' {
+                f.to_string()
+            } else {
+                format!("{f}{s}")
+            });
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    let count = count.clamp(1, candidates.len() + 1);
+    let mut pivots = vec![None];
+    let step = candidates.len() as f64 / count as f64;
+    for i in 1..count {
+        let idx = ((i as f64 * step).round() as usize).min(candidates.len() - 1);
+        let c = &candidates[idx];
+        if pivots.last().and_then(|p| p.as_deref()) != Some(c.as_str()) {
+            pivots.push(Some(c.clone()));
+        }
+    }
+    pivots
+}
+
 /// Renders pivots as a JSON array, one per line, the format `partition plan` writes.
 pub fn to_json(pivots: &[Option<String>]) -> String {
     let items: Vec<String> = pivots
@@ -281,6 +316,19 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn even_pivots_are_valid_and_have_the_asked_count() {
+        for n in [1, 2, 7, 20, 100, 500] {
+            let p = even(n);
+            assert_eq!(p.len(), n, "count {n}: {p:?}");
+            check(&p).unwrap();
+            assert_eq!(ranges(&p).len(), n);
+        }
+        // More partitions than cut points: as many as there are.
+        assert!(even(100_000).len() < 1000);
+        check(&even(100_000)).unwrap();
+    }
 
     fn some(v: &[&str]) -> Pivots {
         v.iter().map(|s| Some((*s).to_owned())).collect()

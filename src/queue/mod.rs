@@ -1,5 +1,6 @@
-//! Where work items run. [`local`]: in this process, the embedded default. (Pub/Sub comes with
-//! the Cloud Run service.)
+//! Where work items run. [`local`]: in this process, the embedded default. [`pubsub`]: publishing
+//! to Pub/Sub topics for the Cloud Run service, and creating them on an emulator.
 
 pub mod local;
 pub mod progress;
+pub mod pubsub;

@@ -133,6 +133,14 @@ impl Client {
         self.governor(origin).lock().rate()
     }
 
+    /// How long requests to `origin` are paused by a `Retry-After` still (zero when not paused).
+    pub fn paused_for(&self, origin: &Origin) -> Duration {
+        self.governor(origin)
+            .lock()
+            .paused_until()
+            .saturating_sub(self.clock.elapsed())
+    }
+
     /// Whether shutdown was asked for.
     pub fn stopping(&self) -> bool {
         *self.shutdown.borrow()

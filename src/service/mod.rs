@@ -1,0 +1,298 @@
+//! `all-docs serve`: the Cloud Run shape of the same work.
+//!
+//! Pub/Sub pushes work items to `POST /work/{partition-set,partition,packument}`; each request
+//! runs the core's handlers ([`crate::handlers`]) against the configured store and publishes
+//! what it fans out ([`crate::queue::pubsub`]). The status code is the whole protocol with
+//! Pub/Sub, so it is chosen in one place ([`outcome`]):
+//!
+//! - 2xx only when the work is durably done: stored, and everything it fanned out accepted by
+//!   Pub/Sub. Pub/Sub then acks the message.
+//! - 429/503 with `Retry-After` when the upstream is rate limiting, a dependency is down, the
+//!   instance is full, or the request ran out of time; Pub/Sub redelivers with backoff.
+//! - 4xx for a message that can never succeed ([`envelope::Rejection`]); after the maximum
+//!   attempts Pub/Sub moves it to the dead-letter topic. Every rejection is logged with the
+//!   message id and the reason.
+//!
+//! Cross-cutting limits are tower layers: push authentication, the body limit, a bounded number
+//! of requests in flight (more are shed with 429), and the per-request time budget that keeps
+//! every answer inside the subscriptions' ack deadline. Work items name no origins: the service
+//! only ever fetches from the origins it was configured with.
+
+pub mod auth;
+pub mod cli;
+pub mod envelope;
+pub mod outcome;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use crate::handlers::{Ctx, PackumentDone};
+use crate::keys::Key;
+use crate::queue::pubsub::Publish;
+use crate::work::{self, Work, WorkItem};
+use auth::PushAuth;
+use envelope::{Delivery, MessageInfo};
+use outcome::Outcome;
+
+/// Pub/Sub's largest message is 10 MB; base64 and the envelope add a third and a little.
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Everything a request needs, shared by all requests of an instance (one client, so one rate
+/// governor per origin for the whole instance).
+pub struct AppState {
+    pub ctx: Ctx,
+    pub publisher: Arc<dyn Publish>,
+    /// `None` only with `--insecure-skip-push-auth`.
+    pub auth: Option<PushAuth>,
+    /// How long one request may take before it answers 503 (below the ack deadline).
+    pub budget: Duration,
+    /// Google Cloud project, for the trace field of logs.
+    pub project: Option<String>,
+}
+
+/// Limits of the router.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Work requests in flight at most; more are answered 429 at once.
+    pub max_in_flight: usize,
+}
+
+/// The service's routes with their layers.
+pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
+    use tower::ServiceBuilder;
+    let work = Router::new()
+        .route("/work/partition-set", post(partition_set))
+        .route("/work/partition", post(partition))
+        .route("/work/packument", post(packument))
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async {
+                    outcome::response(&Outcome::Busy)
+                }))
+                .load_shed()
+                .concurrency_limit(limits.max_in_flight.max(1)),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(work)
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state
+        .ctx
+        .store
+        .list(&Key::packument_prefix(state.ctx.registry.id()), None, 1)
+        .await;
+    let publisher = state.publisher.ready().await;
+    let body = json!({
+        "store": store.as_ref().err().map_or("ok".to_owned(), ToString::to_string),
+        "publisher": publisher.as_ref().err().map_or("ok".to_owned(), ToString::to_string),
+    });
+    let code = if store.is_ok() && publisher.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn partition_set(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    push(&s, "partition-set", &headers, &body).await
+}
+
+async fn partition(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    push(&s, "partition", &headers, &body).await
+}
+
+async fn packument(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    push(&s, "packument", &headers, &body).await
+}
+
+/// One push request, from authentication to the answer.
+async fn push(state: &AppState, endpoint: &'static str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let started = Instant::now();
+    if let Some(auth) = &state.auth {
+        if let Err(e) = auth.verify(headers).await {
+            tracing::warn!(endpoint, error = %e, "push request refused: authentication");
+            return outcome::response(&Outcome::Unauthorized(e));
+        }
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let delivery = match envelope::decode(endpoint, body, header) {
+        Ok(d) => d,
+        Err((rejection, info)) => {
+            tracing::warn!(
+                endpoint,
+                message_id = info.message_id.as_deref().unwrap_or("-"),
+                subscription = info.subscription.as_deref().unwrap_or("-"),
+                reason = %rejection,
+                "message rejected: it can never succeed (Pub/Sub dead-letters it after the maximum attempts)"
+            );
+            return outcome::response(&Outcome::Rejected(rejection));
+        }
+    };
+    let Delivery { item, info } = delivery;
+    let outcome = match tokio::time::timeout(state.budget, run(state, &item)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::OutOfTime(state.budget),
+    };
+    log_outcome(&item, &info, &outcome, started.elapsed());
+    outcome::response(&outcome)
+}
+
+fn log_outcome(item: &WorkItem, info: &MessageInfo, outcome: &Outcome, elapsed: Duration) {
+    let message_id = info.message_id.as_deref().unwrap_or("-");
+    let ms = elapsed.as_millis() as u64;
+    match outcome {
+        Outcome::Done(data) => {
+            tracing::info!(item = %item.id, kind = item.work.kind(), message_id, duration_ms = ms, result = %data, "done")
+        }
+        other => tracing::warn!(
+            item = %item.id,
+            kind = item.work.kind(),
+            message_id,
+            delivery_attempt = info.delivery_attempt,
+            duration_ms = ms,
+            status = outcome::status(other).as_u16(),
+            error = %other,
+            "not done: Pub/Sub will redeliver"
+        ),
+    }
+}
+
+/// Runs one item's work.
+async fn run(state: &AppState, item: &WorkItem) -> Outcome {
+    let ctx = &state.ctx;
+    // When the upstream has asked us to wait longer than this request may live, say so now:
+    // holding the request would only end in a timeout.
+    let origin = match &item.work {
+        Work::Packument { .. } => &ctx.registry,
+        _ => &ctx.replicate,
+    };
+    let paused = ctx.client.paused_for(origin);
+    if !matches!(item.work, Work::PartitionSet { .. }) && paused >= state.budget / 2 {
+        return Outcome::Throttled(paused);
+    }
+    match &item.work {
+        Work::PartitionSet { pivots } => {
+            let partitions = work::fan_out(pivots);
+            match state.publisher.publish(&partitions).await {
+                Ok(()) => Outcome::Done(json!({ "published": partitions.len() })),
+                Err(e) => Outcome::Dependency(e.to_string()),
+            }
+        }
+        Work::Partition { start, end } => run_partition(state, start.as_deref(), end.as_deref()).await,
+        Work::Packument { name, rev } => match ctx.packument(name, rev.as_deref()).await {
+            Ok(done) => Outcome::Done(match done {
+                PackumentDone::Stored { bytes } => json!({ "stored": true, "bytes": bytes }),
+                PackumentDone::NotModified => json!({ "notModified": true }),
+                PackumentDone::Skipped => json!({ "skipped": true }),
+                PackumentDone::NotFound => json!({ "notFound": true }),
+            }),
+            Err(e) => Outcome::from_handler(e),
+        },
+    }
+}
+
+/// `partition`: list the range, publish a packument item for every name whose rev changed
+/// since the partition's last stored rows, then store the rows (with tombstones for names
+/// gone). The rows are stored only after Pub/Sub accepted every item, so a crash in between
+/// makes the redelivered message list and publish again (the packument handler skips names
+/// already stored at their rev).
+async fn run_partition(state: &AppState, start: Option<&str>, end: Option<&str>) -> Outcome {
+    let ctx = &state.ctx;
+    let (rows, diff) = match ctx.list_partition(start, end).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::from_handler(e),
+    };
+    let items: Vec<WorkItem> = diff
+        .changed
+        .iter()
+        .map(|(name, rev)| {
+            WorkItem::new(Work::Packument {
+                name: name.clone(),
+                rev: Some(rev.clone()),
+            })
+        })
+        .collect();
+    if let Err(e) = state.publisher.publish(&items).await {
+        return Outcome::Dependency(e.to_string());
+    }
+    match ctx.commit_partition(start, end, &rows, &diff.removed).await {
+        Ok(()) => Outcome::Done(json!({
+            "rows": rows.len(),
+            "published": items.len(),
+            "removed": diff.removed.len(),
+        })),
+        Err(e) => Outcome::from_handler(e),
+    }
+}
+
+/// A bound listener and the app, ready to run.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: Router,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, state: Arc<AppState>, limits: Limits) -> std::io::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Server {
+            listener,
+            app: router(state, limits),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking requests and gives the ones in
+    /// flight `grace` to finish; `cancel` is called a little before the end so that work still
+    /// waiting on the upstream gives up (and answers 503, to be redelivered) rather than
+    /// being cut off.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        grace: Duration,
+        cancel: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut rx2 = rx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let serve = axum::serve(self.listener, self.app).with_graceful_shutdown(async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+            tracing::info!("shutting down: no new requests, finishing the ones in flight");
+        });
+        let serve = std::future::IntoFuture::into_future(serve);
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => r,
+            _ = async {
+                let _ = rx2.wait_for(|s| *s).await;
+                tokio::time::sleep(grace.mul_f64(0.8)).await;
+                cancel();
+                tokio::time::sleep(grace.mul_f64(0.2)).await;
+            } => {
+                tracing::warn!("shutdown grace period over: requests still in flight are cut off (Pub/Sub redelivers them)");
+                Ok(())
+            }
+        }
+    }
+}

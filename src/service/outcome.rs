@@ -1,0 +1,163 @@
+//! How a push request ended, and the one place that turns it into a status code for Pub/Sub.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::auth::AuthError;
+use super::envelope::Rejection;
+use crate::handlers::HandlerError;
+use crate::registry::client::FetchError;
+
+/// The end of one push request.
+#[derive(Debug, thiserror::Error)]
+pub enum Outcome {
+    /// Durably done: acked.
+    #[error("done")]
+    Done(Value),
+    /// Can never succeed: 400, dead-lettered after the maximum attempts.
+    #[error("{0}")]
+    Rejected(Rejection),
+    #[error("push authentication failed: {0}")]
+    Unauthorized(AuthError),
+    /// The upstream asked us to wait this long.
+    #[error("the upstream is rate limiting; paused for {0:?}")]
+    Throttled(Duration),
+    /// The upstream failed (after retries) in a way another delivery may not meet.
+    #[error("{0}")]
+    Upstream(String),
+    /// The store or Pub/Sub failed.
+    #[error("{0}")]
+    Dependency(String),
+    /// The instance has as many requests in flight as it may take.
+    #[error("too many requests in flight")]
+    Busy,
+    #[error("the work did not finish within {0:?}")]
+    OutOfTime(Duration),
+    /// Shutting down: in-flight work was stopped.
+    #[error("shutting down")]
+    Stopping,
+    /// A stored entry is unreadable: retrying as is cannot help, but the data must not be
+    /// thrown away, so it is not a 4xx either.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Outcome {
+    pub fn from_handler(e: HandlerError) -> Outcome {
+        match e {
+            HandlerError::Fetch(FetchError::Cancelled { .. }) => Outcome::Stopping,
+            HandlerError::Fetch(FetchError::GaveUp { ref last, .. }) if last.contains("429") => {
+                Outcome::Throttled(Duration::from_secs(10))
+            }
+            HandlerError::Fetch(FetchError::Store(e)) | HandlerError::Store(e) => Outcome::Dependency(e.to_string()),
+            e @ (HandlerError::Fetch(_) | HandlerError::ListedButMissing(_)) => Outcome::Upstream(e.to_string()),
+            e @ HandlerError::BadPartition { .. } => Outcome::Internal(e.to_string()),
+        }
+    }
+
+    /// The metric label of this outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "ok",
+            Outcome::Rejected(_) | Outcome::Unauthorized(_) => "rejected",
+            Outcome::Throttled(_) | Outcome::Busy | Outcome::OutOfTime(_) | Outcome::Stopping => "retry",
+            Outcome::Upstream(_) | Outcome::Dependency(_) | Outcome::Internal(_) => "error",
+        }
+    }
+}
+
+/// The status code Pub/Sub sees.
+pub fn status(o: &Outcome) -> StatusCode {
+    match o {
+        Outcome::Done(_) => StatusCode::OK,
+        Outcome::Rejected(_) => StatusCode::BAD_REQUEST,
+        Outcome::Unauthorized(e) => e.status(),
+        Outcome::Throttled(_) | Outcome::Busy => StatusCode::TOO_MANY_REQUESTS,
+        Outcome::Upstream(_) => StatusCode::BAD_GATEWAY,
+        Outcome::Dependency(_) | Outcome::OutOfTime(_) | Outcome::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+        Outcome::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Seconds a client should wait before trying again, when that means something.
+pub fn retry_after(o: &Outcome) -> Option<u64> {
+    match o {
+        Outcome::Throttled(d) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
+        Outcome::Busy => Some(1),
+        Outcome::Dependency(_) | Outcome::OutOfTime(_) | Outcome::Stopping | Outcome::Upstream(_) => Some(10),
+        _ => None,
+    }
+}
+
+/// The response: a small JSON body saying what happened, and `Retry-After` where it applies.
+pub fn response(o: &Outcome) -> Response {
+    let code = status(o);
+    let body = match o {
+        Outcome::Done(data) => json!({ "success": true, "data": data }),
+        other => json!({ "success": false, "error": { "message": other.to_string(), "statusCode": code.as_u16() } }),
+    };
+    let mut resp = (code, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after(o) {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::work::WorkError;
+
+    #[test]
+    fn status_codes_drive_pubsub() {
+        assert_eq!(status(&Outcome::Done(Value::Null)), StatusCode::OK);
+        let r = Outcome::Rejected(Rejection::Item(WorkError::UnknownType("x".into())));
+        assert_eq!(status(&r), StatusCode::BAD_REQUEST);
+        assert_eq!(retry_after(&r), None);
+        let t = Outcome::Throttled(Duration::from_millis(2500));
+        assert_eq!(status(&t), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_after(&t), Some(3));
+        assert_eq!(status(&Outcome::Busy), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status(&Outcome::Dependency("gcs down".into())), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&Outcome::Stopping), Some(10));
+    }
+
+    #[test]
+    fn handler_errors_are_never_4xx() {
+        // Nothing the upstream or the store does may dead-letter good work.
+        let errors = [
+            HandlerError::ListedButMissing("a".into()),
+            HandlerError::Fetch(FetchError::GaveUp {
+                what: "x".into(),
+                attempts: 8,
+                last: "rate limited (429)".into(),
+            }),
+            HandlerError::Fetch(FetchError::Status {
+                what: "x".into(),
+                status: 403,
+            }),
+            HandlerError::Fetch(FetchError::Cancelled { what: "x".into() }),
+            HandlerError::BadPartition {
+                key: "k".into(),
+                reason: "r".into(),
+            },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            let s = status(&Outcome::from_handler(e));
+            assert!(s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS, "{text}: {s}");
+        }
+    }
+
+    #[test]
+    fn response_carries_retry_after_and_a_json_error() {
+        let resp = response(&Outcome::Throttled(Duration::from_secs(7)));
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+    }
+}
