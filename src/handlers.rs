@@ -147,9 +147,23 @@ impl Ctx {
             PackumentPlan::Skip => return Ok(PackumentDone::Skipped),
             PackumentPlan::Fetch { etag } => etag,
         };
-        match packument::fetch_into(&self.client, &self.registry, &*self.store, &key, name, etag.as_deref()).await? {
+        // Replace exactly what was read: a redelivered or racing item that stored this key in the
+        // meantime wins, and this one is done.
+        let expect = Meta::expect_replacing(stored.as_ref());
+        let fetched = packument::fetch_into(
+            &self.client,
+            &self.registry,
+            &*self.store,
+            &key,
+            name,
+            etag.as_deref(),
+            &expect,
+        )
+        .await?;
+        match fetched {
             Fetched::Stored(meta) => Ok(PackumentDone::Stored { bytes: meta.size }),
             Fetched::NotModified => Ok(PackumentDone::NotModified),
+            Fetched::Superseded => Ok(PackumentDone::Superseded),
             // A name asked for by hand and never stored: record the 404 as a tombstone.
             Fetched::NotFound if rev.is_none() && stored.is_none() => {
                 self.tombstone(name).await?;
@@ -166,6 +180,8 @@ impl Ctx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackumentDone {
     Skipped,
+    /// Another writer stored the key since it was read (see [`Fetched::Superseded`]).
+    Superseded,
     /// `404` for a name that was never stored: recorded as a tombstone.
     NotFound,
     NotModified,

@@ -106,7 +106,7 @@ pub async fn fetch_all<'a>(
                         progress.failed.fetch_add(1, Relaxed);
                         progress.fail(format!("{name}: not found (404)"));
                     }
-                    Ok(PackumentDone::Skipped) => {
+                    Ok(PackumentDone::Skipped | PackumentDone::Superseded) => {
                         progress.skipped.fetch_add(1, Relaxed);
                     }
                     // Stopped by Ctrl-C: not a failure, just not done (the partition is not

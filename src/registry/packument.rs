@@ -16,7 +16,7 @@ use super::client::{classify_error, classify_status, AttemptError, Client, Fetch
 use super::jsoncheck::{JsonCheck, Summary};
 use super::origin::Origin;
 use crate::keys::Key;
-use crate::store::{now_ms, BodyStream, Meta, Status, Store, StoreError};
+use crate::store::{now_ms, BodyStream, Expect, Meta, Status, Store, StoreError};
 
 /// What one fetch came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub enum Fetched {
     NotModified,
     /// `404` (after the retries a transient 404 gets).
     NotFound,
+    /// Fetched, but another writer (a redelivered or racing item) stored this key first since
+    /// it was read: that entry stays, this body is dropped.
+    Superseded,
 }
 
 /// A `404` for a package the listing says exists is retried this many times before it is
@@ -41,6 +44,7 @@ pub async fn fetch_into(
     key: &Key,
     name: &str,
     etag: Option<&str>,
+    expect: &Expect,
 ) -> Result<Fetched, FetchError> {
     let url = origin.packument_url(name);
     let what = format!("packument {name}");
@@ -87,8 +91,9 @@ pub async fn fetch_into(
                         }
                     }
                 };
-                match store.put_with(key, meta, body, &amend).await {
+                match store.put_if(key, meta, body, &amend, expect).await {
                     Ok(meta) => Ok(Fetched::Stored(meta)),
+                    Err(StoreError::Conflict { .. }) => Ok(Fetched::Superseded),
                     Err(StoreError::Body { source, .. }) => Err(AttemptError::Transient(format!("bad body: {source}"))),
                     Err(e) => Err(AttemptError::Fatal(FetchError::Store(e))),
                 }
@@ -130,6 +135,7 @@ fn validated(resp: reqwest::Response, summary: Arc<Mutex<Option<Summary>>>, clie
         stats
             .bytes
             .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        crate::telemetry::record_bytes("packument", chunk.len() as u64);
         c.feed(&chunk)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         Ok(chunk)

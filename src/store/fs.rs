@@ -28,7 +28,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{verified, BodyStream, Entry, Hasher, Meta, Store, StoreError};
+use super::{verified, BodyStream, Entry, Expect, Hasher, Meta, Store, StoreError};
 use crate::keys::{hex, Key};
 
 /// Bodies up to this size are hashed in memory before the entry is written.
@@ -122,10 +122,11 @@ fn read_header(key: &Key, file: &mut std::fs::File) -> Result<Meta, StoreError> 
             reason: "no metadata line".into(),
         });
     }
-    let meta: Meta = serde_json::from_slice(&line).map_err(|e| StoreError::Corrupt {
+    let mut meta: Meta = serde_json::from_slice(&line).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
         reason: format!("bad metadata: {e}"),
     })?;
+    meta.version = Some(meta.integrity.clone());
     file.seek(io::SeekFrom::Start(line.len() as u64))
         .map_err(|e| StoreError::Corrupt {
             key: key.to_string(),
@@ -174,12 +175,13 @@ impl Store for FsStore {
         }))
     }
 
-    async fn put_with(
+    async fn put_if(
         &self,
         key: &Key,
         mut meta: Meta,
         mut body: BodyStream,
         amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
+        expect: &Expect,
     ) -> Result<Meta, StoreError> {
         let path = self.path_of(key);
         let dir = path
@@ -262,6 +264,7 @@ impl Store for FsStore {
         amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
+        meta.version = Some(meta.integrity.clone());
         let mut header = serde_json::to_vec(&meta).map_err(|e| StoreError::Corrupt {
             key: key.to_string(),
             reason: e.to_string(),
@@ -269,6 +272,7 @@ impl Store for FsStore {
         header.push(b'\n');
         let tmp = temp_beside(&path, "tmp");
         let (tmp2, path2, dir2) = (tmp.clone(), path.clone(), dir.clone());
+        let (key2, expect2, spill_left) = (key.clone(), expect.clone(), spill_path.clone());
         let committed = blocking(move || {
             let mut out = std::fs::OpenOptions::new()
                 .write(true)
@@ -286,7 +290,30 @@ impl Store for FsStore {
             }
             out.sync_all().map_err(io_err("cannot fsync", &tmp2))?;
             drop(out);
-            std::fs::rename(&tmp2, &path2).map_err(io_err("cannot rename into place", &path2))?;
+            let conflict = || StoreError::Conflict {
+                key: key2.to_string(),
+                expected: expect2.clone(),
+            };
+            match &expect2 {
+                Expect::Any => std::fs::rename(&tmp2, &path2).map_err(io_err("cannot rename into place", &path2))?,
+                // A hard link creates the name only if nothing holds it, atomically.
+                Expect::Absent => match std::fs::hard_link(&tmp2, &path2) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&tmp2);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(conflict()),
+                    Err(e) => return Err(io_err("cannot link into place", &path2)(e)),
+                },
+                // Checked just before the rename: exact between processes only up to that
+                // window, which the local runner never opens (one item per key at a time).
+                Expect::Version(v) => {
+                    let current = open_entry(&key2, &path2)?.map(|(m, _)| m.integrity);
+                    if current.as_deref() != Some(v.as_str()) {
+                        return Err(conflict());
+                    }
+                    std::fs::rename(&tmp2, &path2).map_err(io_err("cannot rename into place", &path2))?
+                }
+            }
             // Make the rename itself durable.
             if let Ok(d) = std::fs::File::open(&dir2) {
                 let _ = d.sync_all();
@@ -299,6 +326,9 @@ impl Store for FsStore {
         .await;
         if committed.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
+            if let Some(sp) = &spill_left {
+                let _ = tokio::fs::remove_file(sp).await;
+            }
         }
         committed.map(|()| meta)
     }
@@ -450,6 +480,7 @@ mod tests {
                 0 => conformance::round_trip(&store).await,
                 1 => conformance::failed_body_keeps_the_old_entry(&store).await,
                 2 => conformance::lists_in_byte_order_with_paging(&store).await,
+                3 => conformance::conditional_writes(&store).await,
                 _ => conformance::streams_large_bodies(&store).await,
             }
             let _ = std::fs::remove_dir_all(&root);

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use parking_lot::RwLock;
 
-use super::{body_from, verified, BodyStream, Entry, Hasher, Meta, Store, StoreError};
+use super::{body_from, verified, BodyStream, Entry, Expect, Hasher, Meta, Store, StoreError};
 use crate::keys::Key;
 
 #[derive(Debug, Default)]
@@ -34,12 +34,13 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn put_with(
+    async fn put_if(
         &self,
         key: &Key,
         mut meta: Meta,
         mut body: BodyStream,
         amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
+        expect: &Expect,
     ) -> Result<Meta, StoreError> {
         let mut buf = Vec::new();
         let mut hasher = Hasher::default();
@@ -54,7 +55,21 @@ impl Store for MemoryStore {
         amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
-        self.entries.write().insert(key.to_string(), (meta.clone(), buf.into()));
+        meta.version = Some(meta.integrity.clone());
+        let mut entries = self.entries.write();
+        let current = entries.get(&key.to_string()).and_then(|(m, _)| m.version.as_deref());
+        let holds = match expect {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current == Some(v.as_str()),
+        };
+        if !holds {
+            return Err(StoreError::Conflict {
+                key: key.to_string(),
+                expected: expect.clone(),
+            });
+        }
+        entries.insert(key.to_string(), (meta.clone(), buf.into()));
         Ok(meta)
     }
 
@@ -88,6 +103,7 @@ mod tests {
         conformance::round_trip(&MemoryStore::new()).await;
         conformance::failed_body_keeps_the_old_entry(&MemoryStore::new()).await;
         conformance::lists_in_byte_order_with_paging(&MemoryStore::new()).await;
+        conformance::conditional_writes(&MemoryStore::new()).await;
         conformance::streams_large_bodies(&MemoryStore::new()).await;
     }
 }

@@ -9,9 +9,12 @@
 //! the previous entry as it was.
 //!
 //! Drivers: [`fs::FsStore`] (the embedded default: atomic temp file + fsync + rename, safe for
-//! concurrent writers) and [`memory::MemoryStore`] (tests).
+//! concurrent writers), [`gcs::GcsStore`] (the cloud replica: one object per entry, conditional
+//! writes with `ifGenerationMatch`) and [`memory::MemoryStore`] (tests). [`open`] picks one from
+//! a store spec: `gs://BUCKET[/PREFIX]` or a folder.
 
 pub mod fs;
+pub mod gcs;
 pub mod memory;
 
 use std::io;
@@ -62,6 +65,11 @@ pub struct Meta {
     /// Body length in bytes; set by the store on `put`.
     #[serde(default)]
     pub size: u64,
+    /// The driver's token for this exact stored state, for conditional writes
+    /// ([`Expect::Version`]): the object generation on GCS, the integrity elsewhere. Filled in by
+    /// the store on every read and write; never stored.
+    #[serde(skip)]
+    pub version: Option<String>,
 }
 
 impl Meta {
@@ -75,8 +83,28 @@ impl Meta {
             fetched_at,
             integrity: String::new(),
             size: 0,
+            version: None,
         }
     }
+
+    /// The precondition that replaces exactly this stored state (or creates, when there was none).
+    pub fn expect_replacing(stored: Option<&Meta>) -> Expect {
+        match stored {
+            None => Expect::Absent,
+            Some(m) => m.version.clone().map_or(Expect::Any, Expect::Version),
+        }
+    }
+}
+
+/// What a conditional write expects of the entry it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// Write only if there is no entry (GCS: `ifGenerationMatch=0`).
+    Absent,
+    /// Write only if the entry is still at this [`Meta::version`] (GCS: `ifGenerationMatch=N`).
+    Version(String),
 }
 
 /// A stored entry being read: its metadata and a body stream that fails at its end if the
@@ -118,6 +146,12 @@ pub enum StoreError {
     },
     #[error("`{0}` is not a key prefix this store can list")]
     Prefix(String),
+    /// A conditional write found the entry changed (or created) by another writer.
+    #[error("`{key}` was changed by another writer (expected {expected:?})")]
+    Conflict { key: String, expected: Expect },
+    /// The store itself is unreachable or refused the request (a dependency is down).
+    #[error("store request for `{key}` failed: {reason}")]
+    Unavailable { key: String, reason: String },
 }
 
 /// The storage interface every driver implements.
@@ -148,6 +182,20 @@ pub trait Store: Send + Sync {
         meta: Meta,
         body: BodyStream,
         amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
+    ) -> Result<Meta, StoreError> {
+        self.put_if(key, meta, body, amend, &Expect::Any).await
+    }
+
+    /// [`Store::put_with`], committed only if the stored entry is as `expect` says; otherwise
+    /// [`StoreError::Conflict`] and nothing changes. Redelivered or racing work items use it so
+    /// that a stale writer never replaces a newer entry.
+    async fn put_if(
+        &self,
+        key: &Key,
+        meta: Meta,
+        body: BodyStream,
+        amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
+        expect: &Expect,
     ) -> Result<Meta, StoreError>;
 
     /// Removes the entry; `false` when there was none.
@@ -156,6 +204,21 @@ pub trait Store: Send + Sync {
     /// Keys (as text) starting with `prefix`, in byte order, after `after` (exclusive), at most
     /// `limit` of them. Page by passing the last key back as `after`.
     async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+}
+
+/// Opens the store a spec names: `gs://BUCKET[/PREFIX]` for GCS, anything else a folder for
+/// the file store (created and checked writable).
+pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>, String> {
+    if let Some(gcs) = gcs::GcsSpec::parse(spec) {
+        let store = gcs::GcsStore::connect(gcs?).await.map_err(|e| e.to_string())?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    if spec.trim().is_empty() {
+        return Err("the store is empty: give a folder or gs://BUCKET[/PREFIX]".into());
+    }
+    let store = fs::FsStore::new(std::path::Path::new(spec));
+    store.check_writable().await.map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(store))
 }
 
 /// A running SHA-256 of a body, and its `sha256-<base64>` form.
@@ -352,6 +415,41 @@ pub(crate) mod conformance {
         assert_eq!(a_only.len(), 2, "a and ab: {a_only:?}");
         let parts = store.list(&Key::partition_prefix("o"), None, 100).await.unwrap();
         assert_eq!(parts, vec![Key::partition("o", None, Some("m")).to_string()]);
+    }
+
+    pub async fn conditional_writes(store: &dyn Store) {
+        let key = Key::packument("o", "cond");
+        let body = |b: &'static [u8]| body_from(b);
+        let created = store
+            .put_if(&key, meta("1-a"), body(b"one"), &|_| {}, &Expect::Absent)
+            .await
+            .unwrap();
+        assert!(created.version.is_some(), "a write reports the new version");
+        // A second create, as from a redelivered message, changes nothing.
+        let again = store
+            .put_if(&key, meta("1-b"), body(b"two"), &|_| {}, &Expect::Absent)
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+        assert_eq!(store.get(&key).await.unwrap().unwrap().bytes().await.unwrap(), b"one");
+        // Replacing the version just read works once; the stale version then conflicts.
+        let head = store.head(&key).await.unwrap().unwrap();
+        assert_eq!(head.version, created.version);
+        let expect = Meta::expect_replacing(Some(&head));
+        let replaced = store
+            .put_if(&key, meta("2-a"), body(b"three"), &|_| {}, &expect)
+            .await
+            .unwrap();
+        assert_ne!(replaced.version, created.version);
+        let stale = store.put_if(&key, meta("2-b"), body(b"four"), &|_| {}, &expect).await;
+        assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+        let entry = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(entry.meta.rev.as_deref(), Some("2-a"));
+        assert_eq!(entry.bytes().await.unwrap(), b"three");
+        // A version for an entry that is gone conflicts too.
+        assert!(store.delete(&key).await.unwrap());
+        let gone = store.put_if(&key, meta("3-a"), body(b"five"), &|_| {}, &expect).await;
+        assert!(matches!(gone, Err(StoreError::Conflict { .. })), "{gone:?}");
+        assert!(store.head(&key).await.unwrap().is_none());
     }
 
     pub async fn streams_large_bodies(store: &dyn Store) {
