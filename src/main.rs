@@ -6,7 +6,8 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = all_docs::cli::Cli::parse();
-    all_docs::telemetry::init(cli.log_format, cli.verbosity());
+    // Lives until `main` returns, after the runtime: dropping it flushes traces and metrics.
+    let _telemetry = all_docs::telemetry::init(cli.log_format, cli.verbosity());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -193,6 +193,7 @@ impl Client {
                 Err(AttemptError::Fatal(e)) => return Err(e),
                 Err(AttemptError::RateLimited(_)) => {
                     self.stats.rate_limited.fetch_add(1, Relaxed);
+                    crate::telemetry::record_upstream_429(origin.id());
                     "rate limited (429)".to_owned()
                 }
                 Err(AttemptError::Transient(msg)) => msg,
