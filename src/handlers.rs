@@ -14,7 +14,7 @@ use crate::registry::alldocs::{self, Row};
 use crate::registry::client::{Client, FetchError};
 use crate::registry::origin::Origin;
 use crate::registry::packument::{self, Fetched};
-use crate::store::{body_from, now_ms, Meta, Status, Store, StoreError};
+use crate::store::{body_from, now_ms, Expect, Meta, Status, Store, StoreError};
 use crate::work::{self, PackumentPlan, RowDiff};
 
 /// What the handlers need: the client, the store, and the two origins.
@@ -119,20 +119,33 @@ impl Ctx {
         Ok(())
     }
 
-    /// Marks a package deleted, keeping its last body.
+    /// Marks a package deleted, keeping its last body. Conditional on the entry read: if another
+    /// writer stored the key meanwhile, its entry stands (a package still gone shows up in the
+    /// next listing again).
     pub async fn tombstone(&self, name: &str) -> Result<(), HandlerError> {
         let key = self.packument_key(name);
-        let (meta, body) = match self.store.get(&key).await? {
+        let (meta, body, expect) = match self.store.get(&key).await? {
             Some(entry) if entry.meta.status == Status::Deleted => return Ok(()),
-            Some(entry) => (entry.meta, entry.body),
-            None => (Meta::new(Status::Deleted, now_ms()), body_from(Vec::new())),
+            Some(entry) => {
+                let expect = Meta::expect_replacing(Some(&entry.meta));
+                (entry.meta, entry.body, expect)
+            }
+            None => (
+                Meta::new(Status::Deleted, now_ms()),
+                body_from(Vec::new()),
+                Expect::Absent,
+            ),
         };
         let mut meta = meta;
         meta.fetched_at = now_ms();
-        self.store
-            .put_with(&key, meta, body, &|m: &mut Meta| m.status = Status::Deleted)
-            .await?;
-        Ok(())
+        let stored = self
+            .store
+            .put_if(&key, meta, body, &|m: &mut Meta| m.status = Status::Deleted, &expect)
+            .await;
+        match stored {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `packument`: fetches one document unless the store already has `rev`.

@@ -10,8 +10,10 @@
 //! listing returns documents sorted like `_all_docs`. `{origin}` is a short identifier of the
 //! configured origin ([`origin_id`]), so replicas of two registries can share a store.
 //!
-//! Paths replace `:` with `/` ([`Key::path`]): `v1/packument/{origin}/{hex}`. Listing a
-//! directory in name order therefore also returns byte order. No I/O here.
+//! Object names ([`Key::path`]) put the first three `:` as `/` and join a partition's two ends
+//! with `-`: `v1/packument/{origin}/{hex}`, `v1/partition/{origin}/{hex(start)}-{hex(end)}`. A
+//! listing of packuments in name order is therefore byte order, and no name is a folder of
+//! another (which file-backed stores refuse). No I/O here.
 
 use std::fmt;
 
@@ -67,14 +69,39 @@ impl Key {
         format!("v1:partition:{origin}:")
     }
 
-    /// The relative path (or object name) of this key: `:` becomes `/`.
+    /// The relative path (or object name) of this key (see the module docs).
     pub fn path(&self) -> String {
-        self.to_string().replace(':', "/")
+        path_of_text(&self.to_string())
     }
 
     /// Parses a path made by [`Key::path`].
     pub fn from_path(path: &str) -> Result<Key, KeyError> {
-        path.replace('/', ":").parse()
+        text_of_path(path).parse()
+    }
+}
+
+/// The path of a key's text, or of a prefix of one: the first three `:` become `/`, later ones
+/// `-`.
+pub fn path_of_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split(':').enumerate() {
+        match i {
+            0 => {}
+            1..=3 => out.push('/'),
+            _ => out.push('-'),
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// The key text of a path made by [`path_of_text`] (origins never hold `:`, `/` or, in the last
+/// part, anything but hex and the `-` between a partition's ends).
+pub fn text_of_path(path: &str) -> String {
+    let parts: Vec<&str> = path.splitn(4, '/').collect();
+    match parts.as_slice() {
+        [a, b, c, rest] => format!("{a}:{b}:{c}:{}", rest.replace('-', ":")),
+        _ => path.replace('/', ":"),
     }
 }
 
@@ -215,6 +242,15 @@ mod tests {
             assert_eq!(Key::from_path(&key.path()), Ok(key.clone()));
             assert!(!key.path().contains(':'));
         }
+        // Partition ends are joined with `-`, so no object name is a folder of another.
+        assert_eq!(
+            Key::partition("127.0.0.1-5984", None, Some("a")).path(),
+            "v1/partition/127.0.0.1-5984/-61"
+        );
+        assert_eq!(Key::partition("o", Some("a"), Some("b")).path(), "v1/partition/o/61-62");
+        assert_eq!(Key::packument("o", "a").path(), "v1/packument/o/61");
+        assert_eq!(path_of_text("v1:partition:o:61"), "v1/partition/o/61");
+        assert_eq!(text_of_path("v1/partition/o-x/-61"), "v1:partition:o-x::61");
     }
 
     #[test]

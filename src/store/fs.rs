@@ -126,7 +126,7 @@ fn read_header(key: &Key, file: &mut std::fs::File) -> Result<Meta, StoreError> 
         key: key.to_string(),
         reason: format!("bad metadata: {e}"),
     })?;
-    meta.version = Some(meta.integrity.clone());
+    meta.version = Some(super::content_version(&meta));
     file.seek(io::SeekFrom::Start(line.len() as u64))
         .map_err(|e| StoreError::Corrupt {
             key: key.to_string(),
@@ -264,7 +264,7 @@ impl Store for FsStore {
         amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
-        meta.version = Some(meta.integrity.clone());
+        meta.version = Some(super::content_version(&meta));
         let mut header = serde_json::to_vec(&meta).map_err(|e| StoreError::Corrupt {
             key: key.to_string(),
             reason: e.to_string(),
@@ -307,7 +307,7 @@ impl Store for FsStore {
                 // Checked just before the rename: exact between processes only up to that
                 // window, which the local runner never opens (one item per key at a time).
                 Expect::Version(v) => {
-                    let current = open_entry(&key2, &path2)?.map(|(m, _)| m.integrity);
+                    let current = open_entry(&key2, &path2)?.and_then(|(m, _)| m.version);
                     if current.as_deref() != Some(v.as_str()) {
                         return Err(conflict());
                     }

@@ -1,6 +1,7 @@
 //! The GCS driver: the bucket is the replica.
 //!
-//! One object per entry, named `[PREFIX/]` + [`Key::path`] (`v1/packument/{origin}/{hex(name)}`),
+//! One object per entry, named `[PREFIX/]` + [`Key::path`] (`v1/packument/{origin}/{hex(name)}`,
+//! `v1/partition/{origin}/{hex(start)}-{hex(end)}`),
 //! so any GCS client can list and read the replica. The object's body is the entry's body
 //! exactly (a packument as fetched); [`Meta`] lives in the object's custom metadata (`status`,
 //! `rev`, `etag`, `last-modified`, `cache-control`, `fetched-at`, `integrity`, `size`) and
@@ -11,7 +12,7 @@
 //! what is only known at the body's end (integrity, a `_rev` found while streaming), so:
 //! - a body up to [`INLINE_MAX`] is hashed in memory and sent in one multipart upload with its
 //!   metadata (nearly every packument: the median is ~9 KB);
-//! - a larger one streams to a scratch object under `[PREFIX/]tmp/` while being hashed, then a
+//! - a larger one streams to a scratch object under `tmp/` while being hashed, then a
 //!   server-side copy puts it under its name with its metadata (and the precondition), and the
 //!   scratch object is deleted. A crash in between leaves only a scratch object, which the
 //!   bucket's lifecycle rule removes.
@@ -135,7 +136,7 @@ impl GcsStore {
         } else {
             object.strip_prefix(&self.spec.prefix)?.strip_prefix('/')?
         };
-        Some(rest.replace('/', ":"))
+        Some(crate::keys::text_of_path(rest))
     }
 
     async fn stat(&self, key: &Key) -> Result<Option<Object>, StoreError> {
@@ -188,12 +189,13 @@ impl GcsStore {
         finish: impl FnOnce(Hasher) -> Meta,
         expect: &Expect,
     ) -> Result<Meta, StoreError> {
-        let scratch = self.under(&format!(
+        // At the bucket's root whatever the store's prefix, where the lifecycle rule looks.
+        let scratch = format!(
             "tmp/{}-{}-{}",
             std::process::id(),
             super::now_ms(),
             SCRATCH.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
         let hasher = Arc::new(Mutex::new(hasher));
         let body_failed: Arc<Mutex<Option<io::Error>>> = Arc::default();
         let stream = {
@@ -411,8 +413,8 @@ impl Store for GcsStore {
                 None => break,
             }
         }
-        // Byte order, as every driver lists (GCS lists in UTF-8 byte order already).
-        out.sort();
+        // In object-name order, which pages consistently with `startOffset`; for packuments
+        // (a fixed prefix, then hex) it is the keys' byte order, as the trait asks.
         Ok(out)
     }
 }

@@ -55,7 +55,7 @@ impl Store for MemoryStore {
         amend(&mut meta);
         meta.size = hasher.len();
         meta.integrity = hasher.integrity();
-        meta.version = Some(meta.integrity.clone());
+        meta.version = Some(super::content_version(&meta));
         let mut entries = self.entries.write();
         let current = entries.get(&key.to_string()).and_then(|(m, _)| m.version.as_deref());
         let holds = match expect {

@@ -66,7 +66,8 @@ pub struct Meta {
     #[serde(default)]
     pub size: u64,
     /// The driver's token for this exact stored state, for conditional writes
-    /// ([`Expect::Version`]): the object generation on GCS, the integrity elsewhere. Filled in by
+    /// ([`Expect::Version`]): the object generation on GCS, integrity + fetched-at + status
+    /// elsewhere. Filled in by
     /// the store on every read and write; never stored.
     #[serde(skip)]
     pub version: Option<String>,
@@ -94,6 +95,12 @@ impl Meta {
             Some(m) => m.version.clone().map_or(Expect::Any, Expect::Version),
         }
     }
+}
+
+/// The version of an entry in drivers without one of their own (file, memory): what it holds and
+/// when it was written, so a tombstone keeping the old body is still a new version.
+pub(crate) fn content_version(meta: &Meta) -> String {
+    format!("{}@{}:{:?}", meta.integrity, meta.fetched_at, meta.status)
 }
 
 /// What a conditional write expects of the entry it replaces.
