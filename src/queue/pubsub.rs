@@ -120,9 +120,7 @@ impl PubSubPublisher {
         }
         let mut admin = TopicAdmin::builder();
         if let Some(endpoint) = config.endpoint() {
-            admin = admin
-                .with_endpoint(endpoint)
-                .with_credentials(Anonymous::new().build());
+            admin = admin.with_endpoint(endpoint).with_credentials(Anonymous::new().build());
         }
         let admin = admin.build().await.map_err(|e| PubSubError::Client {
             what: "topic admin".into(),
@@ -147,7 +145,12 @@ impl Publish for PubSubPublisher {
         for item in items {
             let kind = item.work.kind();
             let Some(publisher) = self.publishers.get(kind) else {
-                continue;
+                return Err(PubSubError::Publish {
+                    kind: kind.to_owned(),
+                    topic: "-".to_owned(),
+                    count: items.len(),
+                    reason: "no topic is configured for this work type".to_owned(),
+                });
             };
             let message = Message::new()
                 .set_data(item.to_json().into_bytes())
@@ -241,7 +244,9 @@ pub async fn setup(config: &PubSubConfig, opts: &SetupOptions) -> Result<Vec<Str
     let mut topics = TopicAdmin::builder();
     let mut subs = SubscriptionAdmin::builder();
     if let Some(e) = &endpoint {
-        topics = topics.with_endpoint(e.clone()).with_credentials(Anonymous::new().build());
+        topics = topics
+            .with_endpoint(e.clone())
+            .with_credentials(Anonymous::new().build());
         subs = subs.with_endpoint(e.clone()).with_credentials(Anonymous::new().build());
     }
     let client_err = |e: google_cloud_gax::client_builder::Error| PubSubError::Client {

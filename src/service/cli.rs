@@ -170,36 +170,47 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
 }
 
 async fn open_store(spec: &str) -> Result<Arc<dyn crate::store::Store>, Error> {
-    if spec.starts_with("gs://") {
-        return Err(Error::usage(format!("--store `{spec}`: the GCS store is not built yet")));
-    }
-    let store = crate::store::fs::FsStore::new(std::path::Path::new(spec));
-    store
-        .check_writable()
+    crate::store::open(spec)
         .await
-        .map_err(|e| Error::usage(format!("--store / ALL_DOCS_STORE: {e}")))?;
-    Ok(Arc::new(store))
+        .map_err(|e| Error::usage(format!("--store / ALL_DOCS_STORE: {e}")))
 }
 
 fn push_auth_config(args: &ServeArgs) -> Result<Option<PushAuthConfig>, Error> {
     if args.insecure_skip_push_auth {
         return Ok(None);
     }
-    let audience = args.push_audience.clone().filter(|a| !a.trim().is_empty()).ok_or_else(|| {
-        Error::usage(
-            "push authentication needs an audience: pass --push-audience (ALL_DOCS_PUSH_AUDIENCE), \
+    let audience = args
+        .push_audience
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| {
+            Error::usage(
+                "push authentication needs an audience: pass --push-audience (ALL_DOCS_PUSH_AUDIENCE), \
              or --insecure-skip-push-auth (ALL_DOCS_INSECURE_SKIP_PUSH_AUTH=true) for emulators only",
-        )
-    })?;
+            )
+        })?;
     let jwks_url = args.push_jwks_url.clone().unwrap_or_else(|| GOOGLE_JWKS_URL.to_owned());
     if !(jwks_url.starts_with("https://") || jwks_url.starts_with("http://127.0.0.1")) {
         return Err(Error::usage(format!(
             "--push-jwks-url `{jwks_url}` must be an https URL (or http://127.0.0.1 for tests)"
         )));
     }
+    // Without the sender's e-mail, any Google-signed token for the (not secret) audience would
+    // pass: require it.
+    let service_account = args
+        .push_service_account
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            Error::usage(
+                "push authentication needs the push subscriptions' service account: pass \
+                 --push-service-account (ALL_DOCS_PUSH_SERVICE_ACCOUNT), or --insecure-skip-push-auth \
+                 for emulators only",
+            )
+        })?;
     Ok(Some(PushAuthConfig {
         audience,
-        service_account: args.push_service_account.clone().filter(|s| !s.trim().is_empty()),
+        service_account: Some(service_account),
         jwks_url,
         issuers: GOOGLE_ISSUERS.iter().map(|s| (*s).to_owned()).collect(),
     }))
@@ -260,8 +271,8 @@ fn publish_items(args: &PublishArgs) -> Result<Vec<WorkItem>, Error> {
     if let Some(path) = &args.pivots {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::usage(format!("cannot read pivots file `{}`: {e}", path.display())))?;
-        let pivots = crate::pivots::parse(&text)
-            .map_err(|e| Error::usage(format!("pivots file `{}`: {e}", path.display())))?;
+        let pivots =
+            crate::pivots::parse(&text).map_err(|e| Error::usage(format!("pivots file `{}`: {e}", path.display())))?;
         return Ok(vec![WorkItem::new(Work::PartitionSet { pivots })]);
     }
     if args.items.is_empty() {
@@ -274,8 +285,7 @@ fn publish_items(args: &PublishArgs) -> Result<Vec<WorkItem>, Error> {
         let text = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin()).map_err(|e| Error::usage(format!("cannot read stdin: {e}")))?
         } else {
-            std::fs::read_to_string(path)
-                .map_err(|e| Error::usage(format!("cannot read `{}`: {e}", path.display())))?
+            std::fs::read_to_string(path).map_err(|e| Error::usage(format!("cannot read `{}`: {e}", path.display())))?
         };
         let bad = |e: String| Error::usage(format!("`{}`: {e}", path.display()));
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
@@ -299,7 +309,7 @@ pub struct PubSubSetupArgs {
     #[arg(long, value_name = "URL")]
     pub push_url: String,
     /// Ack deadline of the push subscriptions, seconds (10..=600).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 600)]
     pub ack_deadline: u64,
     /// Retry policy: minimum backoff, seconds.
     #[arg(long, default_value_t = 10)]
@@ -321,7 +331,10 @@ pub async fn pubsub_setup(args: &PubSubSetupArgs) -> Result<(), Error> {
         ));
     }
     if !(args.push_url.starts_with("http://") || args.push_url.starts_with("https://")) {
-        return Err(Error::usage(format!("--push-url `{}` is not an http(s) URL", args.push_url)));
+        return Err(Error::usage(format!(
+            "--push-url `{}` is not an http(s) URL",
+            args.push_url
+        )));
     }
     if !(10..=600).contains(&args.ack_deadline) {
         return Err(Error::usage(format!(

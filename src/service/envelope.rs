@@ -41,6 +41,8 @@ pub struct Delivery {
 pub enum Rejection {
     #[error("the request body is empty")]
     Empty,
+    #[error("the request body is over the 16 MiB limit: {0}")]
+    Body(String),
     #[error("the request body is not JSON: {0}")]
     NotJson(String),
     #[error("the push envelope has no `message.data`")]
@@ -84,7 +86,7 @@ pub fn decode<'h>(
     endpoint: &'static str,
     body: &[u8],
     header: impl Fn(&str) -> Option<&'h str>,
-) -> Result<Delivery, (Rejection, MessageInfo)> {
+) -> Result<Delivery, Box<(Rejection, MessageInfo)>> {
     let mut info = MessageInfo {
         message_id: header("x-goog-pubsub-message-id").map(str::to_owned),
         subscription: header("x-goog-pubsub-subscription-name").map(str::to_owned),
@@ -92,15 +94,15 @@ pub fn decode<'h>(
         delivery_attempt: None,
     };
     match decode_item(body, &mut info) {
-        Ok(item) if item.work.kind() != endpoint => Err((
+        Ok(item) if item.work.kind() != endpoint => Err(Box::new((
             Rejection::WrongEndpoint {
                 endpoint,
                 got: item.work.kind(),
             },
             info,
-        )),
+        ))),
         Ok(item) => Ok(Delivery { item, info }),
-        Err(r) => Err((r, info)),
+        Err(r) => Err(Box::new((r, info))),
     }
 }
 
@@ -223,14 +225,18 @@ mod tests {
             (wrap(b"not json", "1", "s"), "not valid JSON"),
             (wrap(br#"{"type":"frobnicate","payload":{}}"#, "1", "s"), "frobnicate"),
             (
-                wrap(br#"{"type":"packument","payload":{"packageName":"../etc/passwd"}}"#, "1", "s"),
+                wrap(
+                    br#"{"type":"packument","payload":{"packageName":"../etc/passwd"}}"#,
+                    "1",
+                    "s",
+                ),
                 "../etc/passwd",
             ),
             (br#"{"payload":{}}"#.to_vec(), "invalid"),
             (br#"[1,2]"#.to_vec(), "invalid"),
         ];
         for (body, want) in cases {
-            let (rejection, _) = decode("packument", &body, no_headers).unwrap_err();
+            let (rejection, _) = *decode("packument", &body, no_headers).unwrap_err();
             let text = rejection.to_string();
             assert!(
                 text.contains(want),
@@ -243,7 +249,7 @@ mod tests {
     #[test]
     fn type_must_match_the_endpoint() {
         let body = wrap(ITEM.as_bytes(), "7", "s");
-        let (rejection, info) = decode("partition", &body, no_headers).unwrap_err();
+        let (rejection, info) = *decode("partition", &body, no_headers).unwrap_err();
         assert_eq!(
             rejection,
             Rejection::WrongEndpoint {

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +40,7 @@ use crate::keys::Key;
 use crate::queue::pubsub::Publish;
 use crate::work::{self, Work, WorkItem};
 use auth::PushAuth;
-use envelope::{Delivery, MessageInfo};
+use envelope::{Delivery, MessageInfo, Rejection};
 use outcome::Outcome;
 
 /// Pub/Sub's largest message is 10 MB; base64 and the envelope add a third and a little.
@@ -69,17 +69,20 @@ pub struct Limits {
 /// The service's routes with their layers.
 pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
     use tower::ServiceBuilder;
+    // One semaphore for the whole instance: `Router::layer` wraps each route separately, so a
+    // per-layer limit would allow `max_in_flight` per route.
+    let in_flight = tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_in_flight.max(1));
     let work = Router::new()
         .route("/work/partition-set", post(partition_set))
         .route("/work/partition", post(partition))
         .route("/work/packument", post(packument))
         .layer(
             ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async {
-                    outcome::response(&Outcome::Busy)
-                }))
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async { outcome::response(&Outcome::Busy) },
+                ))
                 .load_shed()
-                .concurrency_limit(limits.max_in_flight.max(1)),
+                .layer(in_flight),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     Router::new()
@@ -108,31 +111,64 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-async fn partition_set(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    push(&s, "partition-set", &headers, &body).await
+async fn partition_set(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    push(&s, "partition-set", &headers, body).await
 }
 
-async fn partition(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    push(&s, "partition", &headers, &body).await
+async fn partition(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    push(&s, "partition", &headers, body).await
 }
 
-async fn packument(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    push(&s, "packument", &headers, &body).await
+async fn packument(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    push(&s, "packument", &headers, body).await
 }
 
-/// One push request, from authentication to the answer.
-async fn push(state: &AppState, endpoint: &'static str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// One push request, from authentication to the answer, in a span that carries the caller's
+/// trace (for the logs' trace field and OpenTelemetry).
+async fn push(state: &AppState, endpoint: &'static str, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
+    let trace = crate::telemetry::trace_id_from_headers(headers);
+    let (trace_id, span_id) = trace
+        .as_ref()
+        .map_or((None, None), |(t, s)| (Some(t.as_str()), s.as_deref()));
+    let span = tracing::info_span!("push", kind = endpoint, trace_id, span_id);
+    crate::telemetry::set_remote_parent(&span, headers);
+    let outcome = tracing::Instrument::instrument(handle_push(state, endpoint, headers, body, started), span).await;
+    crate::telemetry::record_item(endpoint, outcome.label(), started.elapsed());
+    outcome::response(&outcome)
+}
+
+async fn handle_push(
+    state: &AppState,
+    endpoint: &'static str,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Outcome {
+    // Authentication first, so an unauthenticated caller never gets a body read into memory.
     if let Some(auth) = &state.auth {
         if let Err(e) = auth.verify(headers).await {
             tracing::warn!(endpoint, error = %e, "push request refused: authentication");
-            return outcome::response(&Outcome::Unauthorized(e));
+            return Outcome::Unauthorized(e);
         }
     }
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        // Over the limit: that message can never succeed.
+        Err(e) if is_length_limit(&e) => {
+            let rejection = Rejection::Body(crate::registry::client::error_chain(&e));
+            tracing::warn!(endpoint, reason = %rejection, "message rejected: body too large");
+            return Outcome::Rejected(rejection);
+        }
+        // A connection that broke mid-body: Pub/Sub tries again.
+        Err(e) => return Outcome::Dependency(format!("reading the request body: {e}")),
+    };
+    let body = &body[..];
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = match envelope::decode(endpoint, body, header) {
         Ok(d) => d,
-        Err((rejection, info)) => {
+        Err(refused) => {
+            let (rejection, info) = *refused;
             tracing::warn!(
                 endpoint,
                 message_id = info.message_id.as_deref().unwrap_or("-"),
@@ -140,7 +176,7 @@ async fn push(state: &AppState, endpoint: &'static str, headers: &HeaderMap, bod
                 reason = %rejection,
                 "message rejected: it can never succeed (Pub/Sub dead-letters it after the maximum attempts)"
             );
-            return outcome::response(&Outcome::Rejected(rejection));
+            return Outcome::Rejected(rejection);
         }
     };
     let Delivery { item, info } = delivery;
@@ -149,7 +185,7 @@ async fn push(state: &AppState, endpoint: &'static str, headers: &HeaderMap, bod
         Err(_) => Outcome::OutOfTime(state.budget),
     };
     log_outcome(&item, &info, &outcome, started.elapsed());
-    outcome::response(&outcome)
+    outcome
 }
 
 fn log_outcome(item: &WorkItem, info: &MessageInfo, outcome: &Outcome, elapsed: Duration) {
@@ -170,6 +206,18 @@ fn log_outcome(item: &WorkItem, info: &MessageInfo, outcome: &Outcome, elapsed: 
             "not done: Pub/Sub will redeliver"
         ),
     }
+}
+
+/// Whether reading a body failed on the length limit (rather than on the connection).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Runs one item's work.
@@ -199,6 +247,7 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
                 PackumentDone::Stored { bytes } => json!({ "stored": true, "bytes": bytes }),
                 PackumentDone::NotModified => json!({ "notModified": true }),
                 PackumentDone::Skipped => json!({ "skipped": true }),
+                PackumentDone::Superseded => json!({ "superseded": true }),
                 PackumentDone::NotFound => json!({ "notFound": true }),
             }),
             Err(e) => Outcome::from_handler(e),

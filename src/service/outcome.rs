@@ -62,6 +62,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Done(_) => "ok",
+            Outcome::Unauthorized(e) if e.status().is_server_error() => "error",
             Outcome::Rejected(_) | Outcome::Unauthorized(_) => "rejected",
             Outcome::Throttled(_) | Outcome::Busy | Outcome::OutOfTime(_) | Outcome::Stopping => "retry",
             Outcome::Upstream(_) | Outcome::Dependency(_) | Outcome::Internal(_) => "error",
@@ -88,6 +89,8 @@ pub fn retry_after(o: &Outcome) -> Option<u64> {
         Outcome::Throttled(d) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
         Outcome::Busy => Some(1),
         Outcome::Dependency(_) | Outcome::OutOfTime(_) | Outcome::Stopping | Outcome::Upstream(_) => Some(10),
+        // The key set could not be fetched: a dependency is down.
+        Outcome::Unauthorized(e) if e.status().is_server_error() => Some(10),
         _ => None,
     }
 }
@@ -123,7 +126,10 @@ mod tests {
         assert_eq!(status(&t), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(retry_after(&t), Some(3));
         assert_eq!(status(&Outcome::Busy), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(status(&Outcome::Dependency("gcs down".into())), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(&Outcome::Dependency("gcs down".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(retry_after(&Outcome::Stopping), Some(10));
     }
 
