@@ -34,6 +34,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::RwLock;
 use serde::Deserialize;
 
+use crate::registry::client::error_chain;
+
 /// Clock skew tolerated between Google and this instance, for `exp`, `iat` and `nbf`.
 pub const CLOCK_LEEWAY: Duration = Duration::from_secs(60);
 /// A token's unknown `kid` refetches the keys at most this often (and the cache is never kept
@@ -552,18 +554,6 @@ fn clip(s: &str) -> String {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_owned(),
     }
-}
-
-/// An error with its causes, which reqwest keeps out of its own message ("connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Helpers shared by the black-box tests: the `all-docs` binary and a simulator process.
 #![allow(dead_code)]
 
+pub mod cloud;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 

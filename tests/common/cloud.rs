@@ -1,0 +1,390 @@
+//! The cloud pieces for black-box tests, all on 127.0.0.1: the official Pub/Sub emulator,
+//! fake-gcs-server, and `all-docs serve`. Each is a process on a free port, stopped on drop.
+//! The emulator and fake-gcs-server are found where `scripts/test` puts them (or where
+//! `ALL_DOCS_PUBSUB_EMULATOR` / `ALL_DOCS_FAKE_GCS_SERVER` say); a missing one fails the test
+//! with the command that installs it.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::BIN;
+
+pub const PROJECT: &str = "all-docs-test";
+
+/// A free TCP port on 127.0.0.1 (released before use; the race is harmless in practice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `ok` every 100 ms until it is true or `timeout` passes.
+pub async fn wait_until(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !ok().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The official Pub/Sub emulator.
+pub struct PubSub {
+    pub host: String,
+    child: Child,
+    http: reqwest::Client,
+}
+
+impl PubSub {
+    pub async fn start() -> PubSub {
+        let path = std::env::var_os("ALL_DOCS_PUBSUB_EMULATOR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator".into());
+        assert!(
+            path.exists(),
+            "the Pub/Sub emulator is not at {} (install the Google Cloud SDK's pubsub-emulator component, or set ALL_DOCS_PUBSUB_EMULATOR)",
+            path.display()
+        );
+        let port = free_port();
+        let child = Command::new(&path)
+            .args(["--host=127.0.0.1", &format!("--port={port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Pub/Sub emulator");
+        let emulator = PubSub {
+            host: format!("127.0.0.1:{port}"),
+            child,
+            http: http(),
+        };
+        let url = format!("http://{}/", emulator.host);
+        let client = emulator.http.clone();
+        wait_until("the Pub/Sub emulator", Duration::from_secs(60), async || {
+            client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        emulator
+    }
+
+    /// Publishes raw `data` to a topic through the emulator's REST API (any client works).
+    pub async fn publish_raw(&self, topic: &str, data: &[u8]) {
+        let url = format!("http://{}/v1/projects/{PROJECT}/topics/{topic}:publish", self.host);
+        let body = json!({"messages": [{"data": base64::engine::general_purpose::STANDARD.encode(data)}]});
+        let r = self.http.post(url).json(&body).send().await.expect("publish");
+        assert!(r.status().is_success(), "publish: {}", r.status());
+    }
+
+    /// Pulls (and acks) up to 100 messages; returns their data.
+    pub async fn pull(&self, subscription: &str) -> Vec<Vec<u8>> {
+        let base = format!(
+            "http://{}/v1/projects/{PROJECT}/subscriptions/{subscription}",
+            self.host
+        );
+        let r: Value = self
+            .http
+            .post(format!("{base}:pull"))
+            .json(&json!({"maxMessages": 100, "returnImmediately": true}))
+            .send()
+            .await
+            .expect("pull")
+            .json()
+            .await
+            .expect("pull JSON");
+        let messages = r["receivedMessages"].as_array().cloned().unwrap_or_default();
+        let ack_ids: Vec<Value> = messages.iter().map(|m| m["ackId"].clone()).collect();
+        if !ack_ids.is_empty() {
+            self.http
+                .post(format!("{base}:acknowledge"))
+                .json(&json!({ "ackIds": ack_ids }))
+                .send()
+                .await
+                .expect("ack");
+        }
+        messages
+            .iter()
+            .map(|m| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(m["message"]["data"].as_str().unwrap_or(""))
+                    .expect("base64 data")
+            })
+            .collect()
+    }
+
+    /// `all-docs dev pubsub-setup` against this emulator for a service at `push_url`.
+    pub fn setup(&self, push_url: &str, extra: &[&str]) {
+        let out = Command::new(BIN)
+            .args(["dev", "pubsub-setup", "--push-url", push_url])
+            .args(extra)
+            .env("PUBSUB_EMULATOR_HOST", &self.host)
+            .env("GOOGLE_CLOUD_PROJECT", PROJECT)
+            .output()
+            .expect("dev pubsub-setup");
+        assert!(
+            out.status.success(),
+            "dev pubsub-setup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `all-docs publish ARGS`.
+    pub fn publish(&self, args: &[&str]) {
+        let out = Command::new(BIN)
+            .arg("publish")
+            .args(args)
+            .env("PUBSUB_EMULATOR_HOST", &self.host)
+            .env("GOOGLE_CLOUD_PROJECT", PROJECT)
+            .output()
+            .expect("publish");
+        assert!(
+            out.status.success(),
+            "publish: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PubSub {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// fake-gcs-server, in memory.
+pub struct Gcs {
+    pub url: String,
+    child: Child,
+    root: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Gcs {
+    pub async fn start() -> Gcs {
+        let path = std::env::var_os("ALL_DOCS_FAKE_GCS_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/fake-gcs-server/fake-gcs-server")
+            });
+        assert!(
+            path.exists(),
+            "fake-gcs-server is not at {}: run scripts/install-fake-gcs (scripts/test does)",
+            path.display()
+        );
+        let port = free_port();
+        // The filesystem backend, in a fresh folder: the memory backend slows down linearly
+        // with the number of objects (each write took ~2 ms more per 1000 objects here, so 20k
+        // documents took 8 minutes), the filesystem one stays flat.
+        let root = std::env::temp_dir().join(format!("all-docs-fake-gcs-{}-{port}", std::process::id()));
+        let child = Command::new(&path)
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                root.to_str().expect("UTF-8 temp dir"),
+                "-log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        let gcs = Gcs {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            root,
+            http: http(),
+        };
+        let url = format!("{}/storage/v1/b", gcs.url);
+        let client = gcs.http.clone();
+        wait_until("fake-gcs-server", Duration::from_secs(30), async || {
+            client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        gcs
+    }
+
+    pub async fn create_bucket(&self, name: &str) {
+        let r = self
+            .http
+            .post(format!("{}/storage/v1/b", self.url))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(r.status().is_success(), "create bucket: {}", r.status());
+    }
+
+    /// Every object under `prefix`: name and resource (metadata, generation, size).
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self
+                .http
+                .get(format!("{}/storage/v1/b/{bucket}/o", self.url))
+                .query(&[("prefix", prefix), ("maxResults", "1000")]);
+            if let Some(t) = &token {
+                req = req.query(&[("pageToken", t)]);
+            }
+            let page: Value = req.send().await.expect("list").json().await.expect("list JSON");
+            out.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// An object's bytes.
+    pub async fn read(&self, bucket: &str, name: &str) -> Vec<u8> {
+        let encoded: String = url_encode(name);
+        let r = self
+            .http
+            .get(format!("{}/storage/v1/b/{bucket}/o/{encoded}", self.url))
+            .query(&[("alt", "media")])
+            .send()
+            .await
+            .expect("read object");
+        assert!(r.status().is_success(), "read {name}: {}", r.status());
+        r.bytes().await.expect("object bytes").to_vec()
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Drop for Gcs {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `all-docs serve`, with its JSON log lines collected.
+pub struct Service {
+    pub url: String,
+    child: Child,
+    pub logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Service {
+    /// Starts the service; `env` adds or overrides variables (store, origins, emulators).
+    pub fn start(env: &[(&str, &str)], args: &[&str]) -> Service {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(args)
+        .env("GOOGLE_CLOUD_PROJECT", PROJECT)
+        .env("ALL_DOCS_INSECURE_SKIP_PUSH_AUTH", "true")
+        .env("RUST_LOG", "all_docs=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start all-docs serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("{line}");
+                }
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().expect("logs").push(v);
+                }
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("first line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("`listening on URL` first, got {line:?}"))
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
+        Service { url, child, logs }
+    }
+
+    /// Status codes the service answered to work requests so far (from its logs).
+    pub fn statuses(&self) -> Vec<u64> {
+        self.logs
+            .lock()
+            .expect("logs")
+            .iter()
+            .filter_map(|l| match l["message"].as_str() {
+                Some("done") => Some(200),
+                _ => l["status"].as_u64(),
+            })
+            .collect()
+    }
+
+    /// Work requests answered 2xx so far.
+    pub fn done_count(&self) -> usize {
+        self.logs
+            .lock()
+            .expect("logs")
+            .iter()
+            .filter(|l| l["message"] == "done")
+            .count()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}

@@ -1,0 +1,289 @@
+//! The Cloud Run shape, black-box: the official Pub/Sub emulator pushes to `all-docs serve`,
+//! which fetches from `all-docs sim` and stores into fake-gcs-server (or a folder). Everything
+//! runs on 127.0.0.1 on random ports.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::cloud::{wait_until, Gcs, PubSub, Service};
+use common::Sim;
+use serde_json::Value;
+use sha2::Digest as _;
+
+/// `name\trev` lines of a replica in a bucket, read with nothing but the GCS JSON API: object
+/// names end with the hex of the package name, the rev is in the object's metadata.
+async fn bucket_index(gcs: &Gcs, bucket: &str) -> BTreeMap<String, String> {
+    let mut index = BTreeMap::new();
+    for object in gcs.list(bucket, "v1/packument/").await {
+        let name = object["name"].as_str().expect("object name");
+        let hex = name.rsplit('/').next().expect("hex");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex name"))
+            .collect();
+        let package = String::from_utf8(bytes).expect("UTF-8 name");
+        let rev = object["metadata"]["rev"].as_str().unwrap_or("").to_owned();
+        index.insert(package, rev);
+    }
+    index
+}
+
+fn parse_index(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(n, r)| (n.to_owned(), r.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_changes_nothing() {
+    let sim = Sim::start(&["--packages", "20000", "--seed", "6"], &[]);
+    let (pubsub, gcs) = tokio::join!(PubSub::start(), Gcs::start());
+    gcs.create_bucket("replica").await;
+    let service = Service::start(
+        &[
+            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
+            ("STORAGE_EMULATOR_HOST", &gcs.url),
+            ("ALL_DOCS_STORE", "gs://replica"),
+            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
+            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
+        ],
+        &[],
+    );
+    pubsub.setup(
+        &service.url,
+        &[
+            "--min-backoff",
+            "1",
+            "--max-backoff",
+            "5",
+            "--max-delivery-attempts",
+            "10",
+        ],
+    );
+    pubsub.publish(&["--partitions", "16"]);
+
+    let truth = parse_index(&sim.truth());
+    assert_eq!(truth.len(), 20_000);
+    // Listing is slow in fake-gcs-server's memory backend (it walks every object), so the
+    // waits look rarely and first at the service's own count of finished items.
+    wait_until("16 partitions committed", Duration::from_secs(600), async || {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        service.done_count() >= 16 + 20_000 && gcs.list("replica", "v1/partition/").await.len() == 16
+    })
+    .await;
+    wait_until(
+        "the bucket's index equal to the upstream's",
+        Duration::from_secs(300),
+        async || {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            bucket_index(&gcs, "replica").await == truth
+        },
+    )
+    .await;
+    assert!(
+        pubsub.pull("packument-dead-letter-pull").await.is_empty(),
+        "nothing was dead-lettered"
+    );
+
+    // Redeliveries: the same partition-set again, and packument items by hand. Nothing is
+    // duplicated or rewritten differently; each object still matches its integrity.
+    let before = gcs.list("replica", "v1/").await;
+    let done_before = service.done_count();
+    let requests_before = sim.stats()["routes"]["packument"].as_u64().unwrap();
+    pubsub.publish(&["--partitions", "16"]);
+    for name in truth.keys().take(20) {
+        let item = format!(
+            r#"{{"type":"packument","payload":{{"packageName":{}}}}}"#,
+            Value::from(name.as_str())
+        );
+        pubsub.publish_raw("packument", item.as_bytes()).await;
+    }
+    wait_until("the redelivered work done", Duration::from_secs(120), async || {
+        service.done_count() >= done_before + 1 + 16 + 20
+    })
+    .await;
+    let after = gcs.list("replica", "v1/").await;
+    assert_eq!(after.len(), before.len(), "no new objects");
+    let packuments = after
+        .iter()
+        .filter(|o| o["name"].as_str().unwrap().starts_with("v1/packument/"));
+    assert_eq!(packuments.count(), 20_000);
+    // Unchanged revs: the partitions published nothing, so no document was fetched again except
+    // the 20 asked for by hand (conditional requests: 304s).
+    let requests_after = sim.stats()["routes"]["packument"].as_u64().unwrap();
+    assert!(
+        requests_after - requests_before <= 20,
+        "{requests_before} -> {requests_after}"
+    );
+    for object in after.iter().step_by(997) {
+        let name = object["name"].as_str().unwrap();
+        let body = gcs.read("replica", name).await;
+        let integrity = format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body))
+        );
+        assert_eq!(
+            object["metadata"]["integrity"].as_str(),
+            Some(integrity.as_str()),
+            "{name}"
+        );
+        if name.starts_with("v1/packument/") {
+            let doc: Value = serde_json::from_slice(&body).expect("a packument is JSON as fetched");
+            assert!(doc["_rev"].is_string(), "{name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_reaches_the_dead_letter_subscription_intact() {
+    let sim = Sim::start(&["--packages", "100"], &[]);
+    let pubsub = PubSub::start().await;
+    let dir = tempdir();
+    let service = Service::start(
+        &[
+            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
+            ("ALL_DOCS_STORE", dir.to_str().unwrap()),
+            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
+            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
+        ],
+        &[],
+    );
+    pubsub.setup(
+        &service.url,
+        &[
+            "--min-backoff",
+            "1",
+            "--max-backoff",
+            "2",
+            "--max-delivery-attempts",
+            "5",
+        ],
+    );
+    // One poison message per subscription: the emulator (0.8.20) stops redelivering nacked
+    // messages when several fail at once on one push subscription, which Pub/Sub does not.
+    let poison: [(&str, &[u8]); 3] = [
+        ("partition-set", b"\x00\xffnot json at all"),
+        (
+            "partition",
+            br#"{"type":"partition","payload":{"startKey":"b","endKey":"a"}}"#,
+        ),
+        (
+            "packument",
+            br#"{"type":"packument","payload":{"packageName":"../../etc/passwd"}}"#,
+        ),
+    ];
+    for (topic, data) in poison {
+        pubsub.publish_raw(topic, data).await;
+    }
+    let mut dead: Vec<Vec<u8>> = Vec::new();
+    wait_until("three dead letters", Duration::from_secs(120), async || {
+        for topic in ["partition-set", "partition", "packument"] {
+            dead.extend(pubsub.pull(&format!("{topic}-dead-letter-pull")).await);
+        }
+        dead.len() >= 3
+    })
+    .await;
+    dead.sort();
+    let mut want: Vec<Vec<u8>> = poison.iter().map(|(_, p)| p.to_vec()).collect();
+    want.sort();
+    assert_eq!(dead, want, "dead letters keep their data byte for byte");
+    // Each was refused with 400 on every delivery (5 attempts each), and logged with a reason.
+    let refusals: Vec<Value> = service
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("message rejected")))
+        .cloned()
+        .collect();
+    assert!(refusals.len() >= 15, "{} refusals", refusals.len());
+    assert!(refusals
+        .iter()
+        .all(|l| l["reason"].is_string() && l["message_id"].is_string()));
+    assert!(service.statuses().iter().all(|s| *s == 400), "{:?}", service.statuses());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiting_makes_the_service_answer_429_and_the_run_still_completes_without_violations() {
+    let sim = Sim::start(
+        &["--packages", "1500", "--seed", "9"],
+        &[
+            "--rate-limit",
+            "100",
+            "--burst",
+            "10",
+            "--retry-after",
+            "2",
+            "--penalty-extends",
+        ],
+    );
+    let pubsub = PubSub::start().await;
+    let dir = tempdir();
+    let service = Service::start(
+        &[
+            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
+            ("ALL_DOCS_STORE", dir.to_str().unwrap()),
+            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
+            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
+        ],
+        // A 429 pauses the origin for 2 s, as long as a request may take: requests that meet
+        // more than 1 s of pause answer 429 at once, and Pub/Sub redelivers them a second or two
+        // later. (The pause is kept short because the emulator, unlike Pub/Sub, stops
+        // redelivering messages nacked more than two or three times while others fail too.)
+        &["--request-budget", "2"],
+    );
+    pubsub.setup(
+        &service.url,
+        &[
+            "--min-backoff",
+            "1",
+            "--max-backoff",
+            "2",
+            "--max-delivery-attempts",
+            "100",
+        ],
+    );
+    pubsub.publish(&["--partitions", "4"]);
+    let truth = sim.truth();
+    let store = dir.clone();
+    wait_until("4 partitions committed", Duration::from_secs(600), async || {
+        std::fs::read_dir(store.join("v1/partition")).is_ok_and(|d| d.flat_map(|o| o.ok()).count() > 0)
+            && index_of(&store, &sim) == truth
+    })
+    .await;
+    let stats = sim.stats();
+    assert_eq!(stats["violations"], 0, "{stats}");
+    assert!(
+        stats["byStatus"]["429"].as_u64().unwrap_or(0) >= 1,
+        "the limit was hit: {stats}"
+    );
+    let statuses = service.statuses();
+    assert!(
+        statuses.iter().any(|s| *s == 429 || *s == 503),
+        "the service pushed back: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| *s != 400), "no good work refused: {statuses:?}");
+    assert!(pubsub.pull("packument-dead-letter-pull").await.is_empty());
+}
+
+fn index_of(store: &std::path::Path, _sim: &Sim) -> String {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--store", store.to_str().unwrap(), "cache", "create-index"])
+        .output()
+        .expect("create-index");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "all-docs-service-{}-{}",
+        std::process::id(),
+        common::cloud::free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
