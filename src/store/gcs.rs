@@ -110,8 +110,17 @@ impl GcsStore {
                 ))
             })?,
         };
+        let http = reqwest_middleware::reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            // Between bytes, not in total: a 100 MB body may take a while, a stalled one may not.
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| unavailable(format!("HTTP client: {e}")))?;
         Ok(GcsStore {
-            client: Client::new(config),
+            client: Client::new(ClientConfig {
+                http: Some(reqwest_middleware::ClientBuilder::new(http).build()),
+                ..config
+            }),
             spec,
         })
     }
