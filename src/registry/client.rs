@@ -33,7 +33,13 @@ pub enum AttemptError {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{what}: gave up after {attempts} attempts; last error: {last}")]
-    GaveUp { what: String, attempts: u32, last: String },
+    GaveUp {
+        what: String,
+        attempts: u32,
+        last: String,
+        /// The last attempt was refused with a rate limit (the upstream wants us to slow down).
+        rate_limited: bool,
+    },
     #[error("{what}: upstream answered {status}")]
     Status { what: String, status: u16 },
     #[error("{what}: {reason}")]
@@ -205,6 +211,7 @@ impl Client {
                         what: what.to_owned(),
                         attempts: n,
                         last,
+                        rate_limited: matches!(outcome, Outcome::RateLimited { .. }),
                     })
                 }
                 Retry::After(d) => {

@@ -49,7 +49,7 @@ impl Outcome {
     pub fn from_handler(e: HandlerError) -> Outcome {
         match e {
             HandlerError::Fetch(FetchError::Cancelled { .. }) => Outcome::Stopping,
-            HandlerError::Fetch(FetchError::GaveUp { ref last, .. }) if last.contains("429") => {
+            HandlerError::Fetch(FetchError::GaveUp { rate_limited: true, .. }) => {
                 Outcome::Throttled(Duration::from_secs(10))
             }
             HandlerError::Fetch(FetchError::Store(e)) | HandlerError::Store(e) => Outcome::Dependency(e.to_string()),
@@ -142,6 +142,13 @@ mod tests {
                 what: "x".into(),
                 attempts: 8,
                 last: "rate limited (429)".into(),
+                rate_limited: true,
+            }),
+            HandlerError::Fetch(FetchError::GaveUp {
+                what: "x".into(),
+                attempts: 8,
+                last: "connection reset (port 4290)".into(),
+                rate_limited: false,
             }),
             HandlerError::Fetch(FetchError::Status {
                 what: "x".into(),
@@ -158,6 +165,20 @@ mod tests {
             let s = status(&Outcome::from_handler(e));
             assert!(s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS, "{text}: {s}");
         }
+    }
+
+    #[test]
+    fn only_a_rate_limited_give_up_is_throttled() {
+        let gave_up = |rate_limited| {
+            Outcome::from_handler(HandlerError::Fetch(FetchError::GaveUp {
+                what: "x".into(),
+                attempts: 8,
+                last: "connection reset (port 4290)".into(),
+                rate_limited,
+            }))
+        };
+        assert_eq!(status(&gave_up(true)), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status(&gave_up(false)), StatusCode::BAD_GATEWAY);
     }
 
     #[test]
