@@ -102,8 +102,9 @@ async fn setup(g: &Global, origins: Option<(Origin, Origin)>) -> Result<Setup, E
 
 /// Stops work on Ctrl-C or SIGTERM (in-flight requests end, nothing half-written is kept).
 fn stop_on_signal(stop: tokio::sync::watch::Sender<bool>) {
+    let signal = crate::shutdown::signal();
     tokio::spawn(async move {
-        crate::shutdown::signal().await;
+        signal.await;
         tracing::warn!("stopping: finishing in-flight work (run the same command again to resume)");
         let _ = stop.send(true);
     });

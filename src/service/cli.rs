@@ -160,9 +160,10 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
     .map_err(|e| Error::usage(format!("cannot listen on {addr}: {e}")))?;
     let bound = server.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
     tracing::info!(%bound, project = %pubsub.project, "serving: POST /work/{{partition-set,partition,packument}}, GET /healthz, /readyz");
+    let shutdown = crate::shutdown::signal();
     println!("listening on http://{bound}");
     server
-        .run(crate::shutdown::signal(), Duration::from_secs(10), move || {
+        .run(shutdown, Duration::from_secs(10), move || {
             let _ = stop.send(true);
         })
         .await

@@ -290,12 +290,13 @@ pub async fn spawn(args: SimArgs) -> Result<RunningSim, Error> {
 /// `all-docs sim`: starts, prints `listening on URL`, serves until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> Result<(), Error> {
     let sim = spawn(args).await?;
+    let stop = crate::shutdown::signal();
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on {}", sim.url);
         let _ = stdout.flush();
     }
-    crate::shutdown::signal().await;
+    stop.await;
     tracing::info!("shutting down");
     sim.stop().await;
     Ok(())
