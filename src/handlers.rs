@@ -36,6 +36,12 @@ pub enum HandlerError {
     BadPartition { key: String, reason: String },
     #[error("package `{0}` is listed upstream but its document answers 404")]
     ListedButMissing(String),
+    #[error("package `{name}`: another writer stored rev {stored:?} while rev {wanted} was being fetched")]
+    Raced {
+        name: String,
+        wanted: String,
+        stored: Option<String>,
+    },
 }
 
 /// The stored form of a partition: its range and rows.
@@ -176,7 +182,19 @@ impl Ctx {
         match fetched {
             Fetched::Stored(meta) => Ok(PackumentDone::Stored { bytes: meta.size }),
             Fetched::NotModified => Ok(PackumentDone::NotModified),
-            Fetched::Superseded => Ok(PackumentDone::Superseded),
+            // Another writer won. Fine if it stored the rev this item is for (or the item names
+            // no rev); otherwise this item is not done: it fails, to be run again.
+            Fetched::Superseded => {
+                let now = self.store.head(&key).await?.and_then(|m| m.rev);
+                match rev {
+                    Some(wanted) if now.as_deref() != Some(wanted) => Err(HandlerError::Raced {
+                        name: name.to_owned(),
+                        wanted: wanted.to_owned(),
+                        stored: now,
+                    }),
+                    _ => Ok(PackumentDone::Superseded),
+                }
+            }
             // A name asked for by hand and never stored: record the 404 as a tombstone.
             Fetched::NotFound if rev.is_none() && stored.is_none() => {
                 self.tombstone(name).await?;

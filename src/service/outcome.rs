@@ -55,6 +55,7 @@ impl Outcome {
             HandlerError::Fetch(FetchError::Store(e)) | HandlerError::Store(e) => Outcome::Dependency(e.to_string()),
             e @ (HandlerError::Fetch(_) | HandlerError::ListedButMissing(_)) => Outcome::Upstream(e.to_string()),
             e @ HandlerError::BadPartition { .. } => Outcome::Internal(e.to_string()),
+            e @ HandlerError::Raced { .. } => Outcome::Dependency(e.to_string()),
         }
     }
 
@@ -158,6 +159,11 @@ mod tests {
             HandlerError::BadPartition {
                 key: "k".into(),
                 reason: "r".into(),
+            },
+            HandlerError::Raced {
+                name: "a".into(),
+                wanted: "2-b".into(),
+                stored: Some("1-a".into()),
             },
         ];
         for e in errors {
