@@ -93,9 +93,11 @@ impl Ctx {
         Ok((rows, diff))
     }
 
-    /// Records a finished partition: tombstones for names gone upstream, then its rows. Called
-    /// only once every changed packument of the partition is stored, so a crash before this
-    /// point makes the next run list the partition again.
+    /// Records a finished partition: tombstones for names gone upstream, then its rows. The local
+    /// runner calls it once every changed packument of the partition is stored; the service once
+    /// Pub/Sub has accepted their items (a packument item that ends in the dead-letter topic is
+    /// fetched again when its rev changes or the dead letters are replayed). Either way a crash
+    /// before this point makes the next run list the partition again.
     pub async fn commit_partition(
         &self,
         start: Option<&str>,
