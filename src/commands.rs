@@ -52,7 +52,7 @@ pub fn default_partition_count() -> usize {
     DEFAULT_PIVOTS.len() + 1
 }
 
-fn parse_wrapped_sim(packages: usize) -> crate::sim::SimArgs {
+pub(crate) fn parse_wrapped_sim(packages: usize) -> crate::sim::SimArgs {
     #[derive(clap::Parser)]
     struct W {
         #[command(flatten)]

@@ -222,3 +222,103 @@ pub enum PackumentDone {
         bytes: u64,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{BodyStream, Entry, Expect};
+
+    /// A store where another writer stores `rev` under a key just before every conditional
+    /// write to it, so that write loses.
+    struct Racing {
+        inner: MemoryStore,
+        rev: String,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Racing {
+        async fn head(&self, key: &Key) -> Result<Option<Meta>, StoreError> {
+            self.inner.head(key).await
+        }
+
+        async fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
+            self.inner.get(key).await
+        }
+
+        async fn put_if(
+            &self,
+            key: &Key,
+            meta: Meta,
+            body: BodyStream,
+            amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
+            expect: &Expect,
+        ) -> Result<Meta, StoreError> {
+            if *expect != Expect::Any {
+                let mut other = Meta::new(Status::Ok, 1);
+                other.rev = Some(self.rev.clone());
+                self.inner.put(key, other, body_from(&b"{}"[..])).await?;
+            }
+            self.inner.put_if(key, meta, body, amend, expect).await
+        }
+
+        async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+            self.inner.delete(key).await
+        }
+
+        async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix, after, limit).await
+        }
+    }
+
+    async fn ctx_with(store: Arc<dyn Store>, sim: &crate::sim::RunningSim) -> Ctx {
+        let origin = Origin::parse(&sim.url).unwrap();
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        Ctx {
+            client: Arc::new(Client::new(Default::default(), stop_rx).unwrap()),
+            store,
+            replicate: origin.clone(),
+            registry: origin,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_done_only_if_the_winner_stored_the_wanted_rev() {
+        let sim = crate::sim::spawn(crate::commands::parse_wrapped_sim(5)).await.unwrap();
+        let probe = ctx_with(Arc::new(MemoryStore::new()), &sim).await;
+        let (rows, _) = probe.list_partition(None, None).await.unwrap();
+        let row = &rows[0];
+
+        // The winner stored an older rev: this item is not done.
+        let older = ctx_with(
+            Arc::new(Racing {
+                inner: MemoryStore::new(),
+                rev: "0-older".into(),
+            }),
+            &sim,
+        )
+        .await;
+        match older.packument(&row.id, Some(&row.rev)).await {
+            Err(HandlerError::Raced { wanted, stored, .. }) => {
+                assert_eq!(wanted, row.rev);
+                assert_eq!(stored.as_deref(), Some("0-older"));
+            }
+            other => panic!("expected Raced, got {other:?}"),
+        }
+
+        // The winner stored the very rev wanted: done.
+        let same = ctx_with(
+            Arc::new(Racing {
+                inner: MemoryStore::new(),
+                rev: row.rev.clone(),
+            }),
+            &sim,
+        )
+        .await;
+        assert_eq!(
+            same.packument(&row.id, Some(&row.rev)).await.unwrap(),
+            PackumentDone::Superseded
+        );
+        sim.stop().await;
+    }
+}
