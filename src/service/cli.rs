@@ -146,7 +146,6 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
         publisher: Arc::new(publisher),
         auth,
         budget: Duration::from_secs(args.request_budget),
-        project: Some(pubsub.project.clone()),
     });
     let addr = SocketAddr::new(args.listen, args.port);
     let server = Server::bind(

@@ -13,9 +13,9 @@
 //!   attempts Pub/Sub moves it to the dead-letter topic. Every rejection is logged with the
 //!   message id and the reason.
 //!
-//! Cross-cutting limits are tower layers: push authentication, the body limit, a bounded number
-//! of requests in flight (more are shed with 429), and the per-request time budget that keeps
-//! every answer inside the subscriptions' ack deadline. Work items name no origins: the service
+//! A tower layer bounds the requests in flight (more are shed with 429). Each request then
+//! checks push authentication before reading its body (at most [`BODY_LIMIT`]), and runs under a
+//! time budget that keeps every answer inside the subscriptions' ack deadline. Work items name no origins: the service
 //! only ever fetches from the origins it was configured with.
 
 pub mod auth;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,8 +55,6 @@ pub struct AppState {
     pub auth: Option<PushAuth>,
     /// How long one request may take before it answers 503 (below the ack deadline).
     pub budget: Duration,
-    /// Google Cloud project, for the trace field of logs.
-    pub project: Option<String>,
 }
 
 /// Limits of the router.
@@ -83,8 +81,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
                 ))
                 .load_shed()
                 .layer(in_flight),
-        )
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+        );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

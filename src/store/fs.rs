@@ -261,9 +261,7 @@ impl Store for FsStore {
             return Err(e);
         }
 
-        amend(&mut meta);
-        meta.size = hasher.len();
-        meta.integrity = hasher.integrity();
+        meta.seal(hasher, amend);
         meta.version = Some(super::content_version(&meta));
         let mut header = serde_json::to_vec(&meta).map_err(|e| StoreError::Corrupt {
             key: key.to_string(),

@@ -187,14 +187,13 @@ impl GcsStore {
             .map_err(|e| conflict_or(key, expect, "upload", &e))
     }
 
-    /// Streams `head` then `rest` to a scratch object, hashing into `hasher`; then copies it
-    /// under its name with the metadata `finish` gives, and deletes the scratch object.
+    /// Streams `head` then `rest` to a scratch object, hashing all of it; then copies it under
+    /// its name with the metadata `finish` makes from that hash, and deletes the scratch object.
     async fn upload_large(
         &self,
         key: &Key,
         head: Vec<u8>,
         rest: BodyStream,
-        hasher: Hasher,
         finish: impl FnOnce(Hasher) -> Meta,
         expect: &Expect,
     ) -> Result<Meta, StoreError> {
@@ -205,7 +204,7 @@ impl GcsStore {
             super::now_ms(),
             SCRATCH.fetch_add(1, Ordering::Relaxed)
         );
-        let hasher = Arc::new(Mutex::new(hasher));
+        let hasher = Arc::new(Mutex::new(Hasher::default()));
         let body_failed: Arc<Mutex<Option<io::Error>>> = Arc::default();
         let stream = {
             let (hasher, body_failed) = (hasher.clone(), body_failed.clone());
@@ -345,26 +344,15 @@ impl Store for GcsStore {
             inline.extend_from_slice(&chunk);
             if inline.len() > INLINE_MAX {
                 let finish = |h: Hasher| {
-                    amend(&mut meta);
-                    meta.size = h.len();
-                    meta.integrity = h.integrity();
+                    meta.seal(h, amend);
                     meta
                 };
                 return self
-                    .upload_large(
-                        key,
-                        std::mem::take(&mut inline),
-                        body,
-                        Hasher::default(),
-                        finish,
-                        expect,
-                    )
+                    .upload_large(key, std::mem::take(&mut inline), body, finish, expect)
                     .await;
             }
         }
-        amend(&mut meta);
-        meta.size = hasher.len();
-        meta.integrity = hasher.integrity();
+        meta.seal(hasher, amend);
         let object = self.upload_inline(key, &meta, inline, expect).await?;
         meta.version = Some(object.generation.to_string());
         Ok(meta)

@@ -52,9 +52,7 @@ impl Store for MemoryStore {
             hasher.update(&chunk);
             buf.extend_from_slice(&chunk);
         }
-        amend(&mut meta);
-        meta.size = hasher.len();
-        meta.integrity = hasher.integrity();
+        meta.seal(hasher, amend);
         meta.version = Some(super::content_version(&meta));
         let mut entries = self.entries.write();
         let current = entries.get(&key.to_string()).and_then(|(m, _)| m.version.as_deref());

@@ -88,6 +88,15 @@ impl Meta {
         }
     }
 
+    /// Completes the metadata once the whole body has been read: `amend` (for what only the end
+    /// of the body tells), then the body's size and integrity. Every driver calls it before it
+    /// commits.
+    pub fn seal(&mut self, body: Hasher, amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync)) {
+        amend(self);
+        self.size = body.len();
+        self.integrity = body.integrity();
+    }
+
     /// The precondition that replaces exactly this stored state (or creates, when there was none).
     pub fn expect_replacing(stored: Option<&Meta>) -> Expect {
         match stored {
