@@ -197,8 +197,9 @@ pub struct SetupOptions {
     /// The service's base URL; each type's subscription pushes to `{url}/work/{type}`.
     pub push_url: String,
     pub ack_deadline: Duration,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Retry policy `(minimum, maximum)` backoff; `None` leaves the subscriptions without one
+    /// (Pub/Sub then redelivers a nacked message at once).
+    pub backoff: Option<(Duration, Duration)>,
     /// Deliveries before a message goes to the dead-letter topic (5..=100).
     pub max_delivery_attempts: i32,
 }
@@ -279,23 +280,25 @@ pub async fn setup(config: &PubSubConfig, opts: &SetupOptions) -> Result<Vec<Str
             .set_topic(dlq.clone())
             .set_ack_deadline_seconds(60)
             .set_message_retention_duration(wkt(Duration::from_secs(7 * 24 * 3600)));
-        let push = Subscription::new()
+        let mut push = Subscription::new()
             .set_name(push_sub.clone())
             .set_topic(topic.clone())
             .set_ack_deadline_seconds(opts.ack_deadline.as_secs().clamp(10, 600) as i32)
             .set_push_config(
                 PushConfig::new().set_push_endpoint(format!("{}/work/{kind}", opts.push_url.trim_end_matches('/'))),
             )
-            .set_retry_policy(
-                RetryPolicy::new()
-                    .set_minimum_backoff(wkt(opts.min_backoff))
-                    .set_maximum_backoff(wkt(opts.max_backoff)),
-            )
             .set_dead_letter_policy(
                 DeadLetterPolicy::new()
                     .set_dead_letter_topic(dlq.clone())
                     .set_max_delivery_attempts(opts.max_delivery_attempts),
             );
+        if let Some((min, max)) = opts.backoff {
+            push = push.set_retry_policy(
+                RetryPolicy::new()
+                    .set_minimum_backoff(wkt(min))
+                    .set_maximum_backoff(wkt(max)),
+            );
+        }
         for sub in [pull, push] {
             let name = sub.name.clone();
             match subs.create_subscription().with_request(sub).send().await {

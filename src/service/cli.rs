@@ -317,6 +317,11 @@ pub struct PubSubSetupArgs {
     /// Retry policy: maximum backoff, seconds.
     #[arg(long, default_value_t = 600)]
     pub max_backoff: u64,
+    /// Create the push subscriptions without a retry policy, so a nacked message comes back at
+    /// once. For tests on the emulator (0.8.20), whose retry-policy backoff stops redelivering
+    /// messages after a few failures when several messages of a subscription fail together.
+    #[arg(long, conflicts_with_all = ["min_backoff", "max_backoff"])]
+    pub no_retry_policy: bool,
     /// Deliveries before a message goes to its dead-letter topic (5..=100).
     #[arg(long, default_value_t = 10)]
     pub max_delivery_attempts: i32,
@@ -356,8 +361,12 @@ pub async fn pubsub_setup(args: &PubSubSetupArgs) -> Result<(), Error> {
     let opts = SetupOptions {
         push_url: args.push_url.clone(),
         ack_deadline: Duration::from_secs(args.ack_deadline),
-        min_backoff: Duration::from_secs(args.min_backoff),
-        max_backoff: Duration::from_secs(args.max_backoff),
+        backoff: (!args.no_retry_policy).then(|| {
+            (
+                Duration::from_secs(args.min_backoff),
+                Duration::from_secs(args.max_backoff),
+            )
+        }),
         max_delivery_attempts: args.max_delivery_attempts,
     };
     let created = pubsub::setup(&config, &opts)
