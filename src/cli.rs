@@ -5,7 +5,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use std::path::PathBuf;
 
-use crate::commands::ReplicateArgs;
+use crate::commands::{FollowArgs, ReplicateArgs};
 use crate::config::Global;
 use crate::error::Error;
 use crate::sim::SimArgs;
@@ -35,6 +35,9 @@ pub enum Command {
     /// Replicate the whole registry into the store: partitions, then every changed packument.
     /// Resumable: run it again after a crash or Ctrl-C.
     Replicate(ReplicateArgs),
+    /// Keep the replica fresh after `replicate`: apply the change feed from the stored checkpoint
+    /// (deletions become tombstones), polling until stopped. Resumable.
+    Follow(FollowArgs),
     /// Key-range partitions of `_all_docs`.
     #[command(subcommand)]
     Partition(PartitionCommand),
@@ -128,6 +131,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Sim(args) if args.dump_index => crate::sim::dump_index(args),
         Command::Sim(args) => crate::sim::run(args.clone()).await,
         Command::Replicate(args) => crate::commands::replicate(g, args, quiet).await,
+        Command::Follow(args) => crate::commands::follow(g, args).await,
         Command::Partition(PartitionCommand::Refresh { pivots }) => {
             crate::commands::partition_refresh(g, pivots, quiet).await
         }

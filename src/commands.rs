@@ -12,17 +12,34 @@ use futures_util::StreamExt as _;
 
 use crate::config::Global;
 use crate::error::Error;
-use crate::handlers::Ctx;
+use crate::handlers::{Ctx, HandlerError};
 use crate::keys::Key;
 use crate::pivots::{self, Pivots};
 use crate::queue::local::{self, RunOptions};
 use crate::queue::progress::{self, Progress};
-use crate::registry::client::{Client, ClientConfig};
+use crate::registry::client::{Client, ClientConfig, FetchError};
 use crate::registry::governor::GovernorConfig;
 use crate::registry::origin::Origin;
 use crate::store::fs::FsStore;
 use crate::store::{Status, Store};
 use crate::work;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FollowArgs {
+    /// Start after this sequence number instead of the stored checkpoint.
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+    /// Apply the changes up to the upstream's `update_seq` at start, then exit (exit 1 if some
+    /// could not be applied within --give-up-after).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between polls of the change feed once caught up.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, env = "ALL_DOCS_FOLLOW_INTERVAL")]
+    pub interval: f64,
+    /// With --once: seconds to keep retrying changes whose document is still stale or failing.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub give_up_after: f64,
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplicateArgs {
@@ -146,6 +163,15 @@ async fn run_partitions(
     list_only: bool,
     quiet: bool,
 ) -> Result<(), Error> {
+    // Where `follow` starts: read before the enumeration, so every change made while it runs is
+    // replayed afterwards.
+    let seq = s.ctx.record_bootstrap_seq().await.map_err(|e| match e {
+        HandlerError::Fetch(FetchError::Cancelled { .. }) => {
+            Error::Incomplete("interrupted; run the same command again to resume where it stopped".into())
+        }
+        e => Error::Incomplete(format!("recording the change-feed checkpoint before enumerating: {e}")),
+    })?;
+    tracing::info!(checkpoint = seq, "change-feed checkpoint recorded");
     let opts = RunOptions {
         partition_parallelism: 4,
         packument_parallelism: s.ctx.client_concurrency() * 2,
@@ -198,6 +224,54 @@ fn summarize(s: &Setup, progress: &Progress, started: Instant, quiet: bool) -> R
         )));
     }
     let _ = &s.store;
+    Ok(())
+}
+
+/// `follow`: apply the change feed from the stored checkpoint, until stopped (or caught up,
+/// with `--once`).
+pub async fn follow(g: &Global, args: &FollowArgs) -> Result<(), Error> {
+    let secs = |v: f64, flag: &str| {
+        if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(Error::usage(format!("{flag} must be 0..=86400 seconds, got {v}")))
+        }
+    };
+    let opts = crate::queue::follow::FollowOptions {
+        since: args.since,
+        once: args.once,
+        interval: secs(args.interval, "--interval")?,
+        give_up_after: secs(args.give_up_after, "--give-up-after")?,
+        parallelism: g.concurrency as usize,
+    };
+    let s = setup(g, None).await?;
+    stop_on_signal(s.stop.clone());
+    let started = Instant::now();
+    let summary = crate::queue::follow::follow(&s.ctx, &opts).await.map_err(|e| match e {
+        crate::queue::follow::FollowError::NoCheckpoint => Error::usage(e.to_string()),
+        e => Error::Incomplete(e.to_string()),
+    })?;
+    eprintln!(
+        "follow: {} changes applied ({} deletions, {} retries) in {:.1}s; checkpoint {}",
+        summary.applied,
+        summary.deleted,
+        summary.retries,
+        started.elapsed().as_secs_f64(),
+        summary.checkpoint
+    );
+    if *s.stop.subscribe().borrow() {
+        return Err(Error::Incomplete(
+            "interrupted; run `all-docs follow` again to resume from the checkpoint".into(),
+        ));
+    }
+    if args.once && !summary.caught_up {
+        let shown: Vec<&str> = summary.pending.iter().take(20).map(String::as_str).collect();
+        return Err(Error::Incomplete(format!(
+            "{} changes not applied yet (the checkpoint stays before them; run follow again):\n  {}",
+            summary.pending.len(),
+            shown.join("\n  ")
+        )));
+    }
     Ok(())
 }
 
@@ -489,9 +563,47 @@ pub async fn stats(g: &Global) -> Result<(), Error> {
         "deleted": deleted,
         "bytes": bytes,
         "lastFetchedAt": newest,
+        "follow": follow_stats(g, &store).await?,
     });
     println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
     Ok(())
+}
+
+/// The change-feed checkpoint of the replication origin (the configured one, or the only one
+/// stored): how far the feed is applied and how far behind the upstream it was last seen.
+async fn follow_stats(g: &Global, store: &FsStore) -> Result<serde_json::Value, Error> {
+    let origin = match g.replicate() {
+        Ok(o) => Some(o.id().to_owned()),
+        Err(_) => {
+            let ids: Vec<String> = std::fs::read_dir(g.store.join("v1").join("checkpoint"))
+                .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+                .unwrap_or_default();
+            (ids.len() == 1).then(|| ids[0].clone())
+        }
+    };
+    let Some(origin) = origin else {
+        return Ok(serde_json::Value::Null);
+    };
+    let key = Key::checkpoint(&origin);
+    let Some(entry) = store.get(&key).await.map_err(|e| Error::Internal(e.to_string()))? else {
+        return Ok(serde_json::Value::Null);
+    };
+    let bytes = entry
+        .bytes()
+        .await
+        .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
+    let cp: crate::follow::Checkpoint =
+        serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("{key} is unreadable: {e}")))?;
+    Ok(serde_json::json!({
+        "origin": origin,
+        "checkpoint": cp.seq,
+        "upstreamSeq": cp.upstream_seq,
+        "lagSeqs": cp.lag_seqs(),
+        "lagSecs": cp.lag_secs(crate::store::now_ms()),
+        "caughtUpAt": cp.caught_up_at,
+        "pending": cp.pending,
+        "updatedAt": cp.updated_at,
+    }))
 }
 
 /// `show NAME`: the stored metadata and document of one package.

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::follow::{self, Checkpoint, Task};
 use crate::keys::Key;
 use crate::registry::alldocs::{self, Row};
+use crate::registry::changes;
 use crate::registry::client::{Client, FetchError};
 use crate::registry::origin::Origin;
 use crate::registry::packument::{self, Fetched};
@@ -42,6 +44,14 @@ pub enum HandlerError {
         wanted: String,
         stored: Option<String>,
     },
+    #[error("package `{name}`: the registry still serves rev {got:?}, older than rev {wanted} (a CDN that lags behind the change); try again later")]
+    Stale {
+        name: String,
+        wanted: String,
+        got: Option<String>,
+    },
+    #[error("stored checkpoint `{key}` is unreadable: {reason}")]
+    BadCheckpoint { key: String, reason: String },
 }
 
 /// The stored form of a partition: its range and rows.
@@ -181,9 +191,25 @@ impl Ctx {
             &expect,
         )
         .await?;
+        // What the registry serves may lag behind the rev this item is for (a CDN): then the
+        // item is not done, whatever was stored.
+        let stale = |got: Option<&str>| match rev {
+            Some(wanted) if follow::is_older(got, wanted) => Err(HandlerError::Stale {
+                name: name.to_owned(),
+                wanted: wanted.to_owned(),
+                got: got.map(str::to_owned),
+            }),
+            _ => Ok(()),
+        };
         match fetched {
-            Fetched::Stored(meta) => Ok(PackumentDone::Stored { bytes: meta.size }),
-            Fetched::NotModified => Ok(PackumentDone::NotModified),
+            Fetched::Stored(meta) => {
+                stale(meta.rev.as_deref())?;
+                Ok(PackumentDone::Stored { bytes: meta.size })
+            }
+            Fetched::NotModified => {
+                stale(stored.as_ref().and_then(|m| m.rev.as_deref()))?;
+                Ok(PackumentDone::NotModified)
+            }
             // Another writer won. Fine if it stored the rev this item is for (or the item names
             // no rev); otherwise this item is not done: it fails, to be run again.
             Fetched::Superseded => {
@@ -209,6 +235,74 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The key of the replication origin's change-feed checkpoint.
+    pub fn checkpoint_key(&self) -> Key {
+        Key::checkpoint(self.replicate.id())
+    }
+
+    /// The stored checkpoint and its metadata (for a conditional write after it).
+    pub async fn read_checkpoint(&self) -> Result<Option<(Checkpoint, Meta)>, HandlerError> {
+        let key = self.checkpoint_key();
+        let Some(entry) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let bad = |reason: String| HandlerError::BadCheckpoint {
+            key: key.to_string(),
+            reason,
+        };
+        let meta = entry.meta.clone();
+        let bytes = entry.bytes().await.map_err(|e| bad(e.to_string()))?;
+        let cp = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        Ok(Some((cp, meta)))
+    }
+
+    /// Stores `cp` if the stored checkpoint is as `expect` says (else
+    /// [`StoreError::Conflict`]: another follower moved it first).
+    /// Returns the stored metadata (whose `version` the next conditional write expects).
+    pub async fn write_checkpoint(&self, cp: &Checkpoint, expect: &Expect) -> Result<Meta, HandlerError> {
+        let bytes = serde_json::to_vec(cp).map_err(|e| HandlerError::BadCheckpoint {
+            key: self.checkpoint_key().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut meta = Meta::new(Status::Ok, now_ms());
+        meta.rev = Some(cp.seq.to_string());
+        Ok(self
+            .store
+            .put_if(&self.checkpoint_key(), meta, body_from(bytes), &|_| {}, expect)
+            .await?)
+    }
+
+    /// Before a bootstrap enumerates: reads the upstream's `update_seq` and records it as the
+    /// checkpoint unless the stored one is lower (see [`follow::bootstrap_checkpoint`]).
+    /// Returns the checkpoint in force.
+    pub async fn record_bootstrap_seq(&self) -> Result<u64, HandlerError> {
+        let update_seq = changes::update_seq(&self.client, &self.replicate).await?;
+        loop {
+            let stored = self.read_checkpoint().await?;
+            let Some(cp) = follow::bootstrap_checkpoint(stored.as_ref().map(|(c, _)| c), update_seq, now_ms()) else {
+                return Ok(stored.map_or(update_seq, |(c, _)| c.seq));
+            };
+            let expect = Meta::expect_replacing(stored.as_ref().map(|(_, m)| m));
+            match self.write_checkpoint(&cp, &expect).await {
+                Err(HandlerError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(cp.seq),
+            }
+        }
+    }
+
+    /// Brings one package up to a change: a tombstone for a deletion, else the document at (at
+    /// least) the change's rev. [`HandlerError::Stale`] while the registry serves an older rev.
+    pub async fn apply_change(&self, task: &Task) -> Result<PackumentDone, HandlerError> {
+        if task.deleted {
+            self.tombstone(&task.name).await?;
+            return Ok(PackumentDone::Deleted);
+        }
+        self.packument(&task.name, Some(&task.rev)).await
+    }
+}
+
 /// How a packument item ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackumentDone {
@@ -221,6 +315,8 @@ pub enum PackumentDone {
     Stored {
         bytes: u64,
     },
+    /// A change that deleted the package: recorded as a tombstone (the last body kept).
+    Deleted,
 }
 
 #[cfg(test)]

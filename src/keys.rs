@@ -4,6 +4,7 @@
 //!
 //! - `v1:packument:{origin}:{hex(name)}`
 //! - `v1:partition:{origin}:{hex(startKey)}:{hex(endKey)}` (empty hex for an open end)
+//! - `v1:checkpoint:{origin}`: how far the change feed of a replication origin is applied
 //!
 //! `hex` is lowercase hex of the UTF-8 bytes. Hex keeps any name safe as a file or object name
 //! and keeps byte order: for byte strings `a < b` exactly when `hex(a) < hex(b)`, so a prefix
@@ -29,11 +30,15 @@ pub enum Key {
         start: Option<String>,
         end: Option<String>,
     },
+    /// The change-feed checkpoint of a replication origin (`all-docs follow`).
+    Checkpoint {
+        origin: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("key `{0}` does not start with `v1:packument:` or `v1:partition:`")]
+    #[error("key `{0}` does not start with `v1:packument:`, `v1:partition:` or `v1:checkpoint:`")]
     Kind(String),
     #[error("key `{0}` has the wrong number of `:`-separated parts")]
     Parts(String),
@@ -56,6 +61,12 @@ impl Key {
             origin: origin.to_owned(),
             start: start.map(str::to_owned),
             end: end.map(str::to_owned),
+        }
+    }
+
+    pub fn checkpoint(origin: &str) -> Key {
+        Key::Checkpoint {
+            origin: origin.to_owned(),
         }
     }
 
@@ -117,6 +128,7 @@ impl fmt::Display for Key {
                 hex(start.as_deref().unwrap_or("").as_bytes()),
                 hex(end.as_deref().unwrap_or("").as_bytes())
             ),
+            Key::Checkpoint { origin } => write!(f, "v1:checkpoint:{origin}"),
         }
     }
 }
@@ -154,7 +166,11 @@ impl std::str::FromStr for Key {
                     end: open(text(end)?),
                 })
             }
-            ["v1", "packument" | "partition", ..] => Err(KeyError::Parts(key.to_owned())),
+            ["v1", "checkpoint", origin] if !origin.is_empty() => Ok(Key::Checkpoint {
+                origin: (*origin).to_owned(),
+            }),
+            ["v1", "checkpoint", _] => Err(KeyError::Empty(key.to_owned())),
+            ["v1", "packument" | "partition" | "checkpoint", ..] => Err(KeyError::Parts(key.to_owned())),
             _ => Err(KeyError::Kind(key.to_owned())),
         }
     }
@@ -237,6 +253,7 @@ mod tests {
             Key::packument("o", "@scope/name"),
             Key::partition("o", None, Some("m")),
             Key::partition("o", Some("@"), None),
+            Key::checkpoint("127.0.0.1-5984"),
         ] {
             assert_eq!(key.to_string().parse::<Key>(), Ok(key.clone()));
             assert_eq!(Key::from_path(&key.path()), Ok(key.clone()));
@@ -251,6 +268,7 @@ mod tests {
         assert_eq!(Key::packument("o", "a").path(), "v1/packument/o/61");
         assert_eq!(path_of_text("v1:partition:o:61"), "v1/partition/o/61");
         assert_eq!(text_of_path("v1/partition/o-x/-61"), "v1:partition:o-x::61");
+        assert_eq!(Key::checkpoint("o-x").path(), "v1/checkpoint/o-x");
     }
 
     #[test]
@@ -277,6 +295,8 @@ mod tests {
     fn bad_keys_are_named_errors() {
         assert!(matches!("v2:packument:o:61".parse::<Key>(), Err(KeyError::Kind(_))));
         assert!(matches!("v1:packument:o".parse::<Key>(), Err(KeyError::Parts(_))));
+        assert!(matches!("v1:checkpoint:o:x".parse::<Key>(), Err(KeyError::Parts(_))));
+        assert!(matches!("v1:checkpoint:".parse::<Key>(), Err(KeyError::Empty(_))));
         assert!(matches!("v1:packument:o:6".parse::<Key>(), Err(KeyError::Hex { .. })));
         assert!(matches!("v1:packument:o:6G".parse::<Key>(), Err(KeyError::Hex { .. })));
         assert!(

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod follow;
 pub mod handlers;
 pub mod keys;
 pub mod pivots;

@@ -339,6 +339,8 @@ struct Instruments {
     item_duration: Histogram<f64>,
     throttled: Counter<u64>,
     bytes: Counter<u64>,
+    lag_seqs: opentelemetry::metrics::Gauge<u64>,
+    lag_secs: opentelemetry::metrics::Gauge<f64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -368,6 +370,15 @@ fn instruments() -> &'static Instruments {
                 .with_description("Body bytes received from the upstream")
                 .with_unit("By")
                 .build(),
+            lag_seqs: meter
+                .u64_gauge("all_docs.follow.lag_seqs")
+                .with_description("Change-feed sequence numbers the replica is behind the upstream")
+                .build(),
+            lag_secs: meter
+                .f64_gauge("all_docs.follow.lag")
+                .with_description("Age of the oldest change the replica may be missing")
+                .with_unit("s")
+                .build(),
         }
     })
 }
@@ -389,6 +400,15 @@ pub fn record_upstream_429(origin_id: &str) {
     instruments()
         .throttled
         .add(1, &[KeyValue::new("origin", origin_id.to_owned())]);
+}
+
+/// How far the replica is behind the change feed (`lag_secs` when known).
+pub fn record_follow_lag(lag_seqs: u64, lag_secs: Option<f64>) {
+    let i = instruments();
+    i.lag_seqs.record(lag_seqs, &[]);
+    if let Some(s) = lag_secs {
+        i.lag_secs.record(s, &[]);
+    }
 }
 
 /// `n` body bytes of a `kind` response received from the upstream.

@@ -153,7 +153,7 @@ impl Client {
     }
 
     /// Sleeps `d`, or less if shutdown is asked for; `false` when stopping.
-    async fn sleep(&self, d: Duration) -> bool {
+    pub async fn sleep(&self, d: Duration) -> bool {
         let mut rx = self.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.stopping(),

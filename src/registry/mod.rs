@@ -4,10 +4,12 @@
 //! - [`origin`]: validated origin URLs, their key ids, package URLs. No I/O.
 //! - [`client`]: the shared HTTP client and the retry loop every request runs in.
 //! - [`alldocs`]: listing one key range of `_all_docs` exactly, page by page.
+//! - [`changes`]: the change feed (`update_seq`, `_changes` pages).
 //! - [`packument`]: one document, conditional and streamed into the store.
 //! - [`jsoncheck`]: streaming JSON validation of bodies, picking out `_rev`. No I/O.
 
 pub mod alldocs;
+pub mod changes;
 pub mod client;
 pub mod governor;
 pub mod jsoncheck;

@@ -246,6 +246,7 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
                 PackumentDone::Skipped => json!({ "skipped": true }),
                 PackumentDone::Superseded => json!({ "superseded": true }),
                 PackumentDone::NotFound => json!({ "notFound": true }),
+                PackumentDone::Deleted => json!({ "deleted": true }),
             }),
             Err(e) => Outcome::from_handler(e),
         },

@@ -53,8 +53,12 @@ impl Outcome {
                 Outcome::Throttled(Duration::from_secs(10))
             }
             HandlerError::Fetch(FetchError::Store(e)) | HandlerError::Store(e) => Outcome::Dependency(e.to_string()),
-            e @ (HandlerError::Fetch(_) | HandlerError::ListedButMissing(_)) => Outcome::Upstream(e.to_string()),
-            e @ HandlerError::BadPartition { .. } => Outcome::Internal(e.to_string()),
+            e @ (HandlerError::Fetch(_) | HandlerError::ListedButMissing(_) | HandlerError::Stale { .. }) => {
+                Outcome::Upstream(e.to_string())
+            }
+            e @ (HandlerError::BadPartition { .. } | HandlerError::BadCheckpoint { .. }) => {
+                Outcome::Internal(e.to_string())
+            }
             e @ HandlerError::Raced { .. } => Outcome::Dependency(e.to_string()),
         }
     }

@@ -78,6 +78,7 @@ impl FsStore {
                     .join(origin)
                     .join(format!("{s}-{e}"))
             }
+            Key::Checkpoint { origin } => self.root.join("v1").join("checkpoint").join(origin),
         }
     }
 

@@ -418,7 +418,7 @@ impl Store for GcsStore {
 
 fn content_type(key: &Key) -> &'static str {
     match key {
-        Key::Packument { .. } | Key::Partition { .. } => "application/json",
+        Key::Packument { .. } | Key::Partition { .. } | Key::Checkpoint { .. } => "application/json",
     }
 }
 

@@ -68,6 +68,17 @@ impl Sim {
         http("GET", &format!("{}/-/sim/stats", self.url))
     }
 
+    /// The current truth of a changing simulator (`GET /-/sim/index`, `--dump-index` format).
+    pub fn live_truth(&self) -> String {
+        get_text(&format!("{}/-/sim/index", self.url))
+    }
+
+    /// Stops (`false`) or restarts (`true`) the simulator's stream of changes.
+    pub fn changes(&self, on: bool) {
+        let route = if on { "resume-changes" } else { "pause-changes" };
+        http("POST", &format!("{}/-/sim/{route}", self.url));
+    }
+
     pub fn reset_stats(&self) {
         http("POST", &format!("{}/-/sim/reset-stats", self.url));
     }
@@ -98,6 +109,21 @@ pub fn http(method: &str, url: &str) -> serde_json::Value {
     s.read_to_string(&mut buf).expect("read");
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+/// GETs a loopback URL and returns its body as text (any transfer encoding).
+pub fn get_text(url: &str) -> String {
+    assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let resp = client.get(url).send().await.expect("GET");
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.expect("body")
+    })
 }
 
 /// Asserts a command failed as bad input: exit code 2, a message containing `needle`, no panic.
