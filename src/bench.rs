@@ -72,6 +72,8 @@ struct Sizes {
     resume: usize,
     scale: [usize; 3],
     wrk_secs: u32,
+    /// Packages, and seconds of steady-state following.
+    follow: (usize, u64),
 }
 
 const FULL: Sizes = Sizes {
@@ -83,6 +85,7 @@ const FULL: Sizes = Sizes {
     resume: 20_000,
     scale: [10_000, 100_000, 1_000_000],
     wrk_secs: 10,
+    follow: (20_000, 60),
 };
 
 const QUICK: Sizes = Sizes {
@@ -94,6 +97,7 @@ const QUICK: Sizes = Sizes {
     resume: 3_000,
     scale: [1_000, 2_000, 4_000],
     wrk_secs: 2,
+    follow: (1_000, 5),
 };
 
 /// The measured polite rate of the real upstream, and the original tool's bootstrap time.
@@ -146,6 +150,9 @@ pub async fn run(args: &BenchArgs) -> Result<(), Error> {
     }
     if wanted(8) {
         out.push(projection(goodput_ratio, per_package));
+    }
+    if wanted(9) {
+        out.push(b.follow().await?);
     }
     let report = render(&out, args, started.elapsed());
     println!("{}", table(&out));
@@ -275,6 +282,113 @@ impl Bench {
 
     fn sim(&self, args: &[String]) -> Result<SimProc, Error> {
         SimProc::start(&self.exe, args)
+    }
+
+    /// Scenario 9: the change feed after a bootstrap. A backlog of changes applied by
+    /// `follow --once` (changes/s), then `follow --interval 1` against a steady stream of
+    /// changes, with the lag `cache stats` reports sampled every second.
+    async fn follow(&self) -> Result<Outcome, Error> {
+        let (size, secs) = self.sizes.follow;
+        let mut o = Outcome::new(
+            9,
+            "Follow the change feed",
+            "steady-state lag p50 ≤ 5 s at 20 changes/s (twenty times the upstream's rate)",
+        );
+        let backlog_rate = 500.0;
+        let sim = self.sim(&[
+            "--packages".into(),
+            size.to_string(),
+            "--changes-per-sec".into(),
+            format!("{backlog_rate}"),
+        ])?;
+        sim.post("pause-changes").await?;
+        let store = self.store("follow");
+        self.replicate(&store, &sim, &["--max-rps", "1000000"], &[]).await?;
+        let seq0 = n(&root(&sim).await?["update_seq"]);
+        sim.post("resume-changes").await?;
+        tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
+        sim.post("pause-changes").await?;
+        let backlog = n(&root(&sim).await?["update_seq"]) - seq0;
+        let mut cmd = self.command(&store, &sim, &["--max-rps", "1000000", "follow", "--once"]);
+        let child = cmd.spawn().map_err(|e| Error::Io {
+            what: "starting all-docs follow".into(),
+            source: e,
+        })?;
+        let run = tokio::task::spawn_blocking(move || wait_measured(child, Instant::now()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let rate = backlog as f64 / run.wall.max(0.001);
+        o.fig(format!(
+            "backlog: {backlog} changes (one {backlog_rate}/s burst) applied by `follow --once` in {:.1} s: {rate:.0} changes/s, {:.0} MB peak RSS",
+            run.wall, run.max_rss_mb
+        ));
+        // Steady state: the same simulator changes for 40 ms of each second (20 changes/s at
+        // 500/s), and the lag is sampled at the end of each second.
+        let mut follower = self
+            .command(&store, &sim, &["--max-rps", "1000000", "follow", "--interval", "1"])
+            .spawn()
+            .map_err(|e| Error::Io {
+                what: "starting all-docs follow".into(),
+                source: e,
+            })?;
+        let (mut lags, mut seq_lags) = (Vec::new(), Vec::new());
+        let start_seq = n(&root(&sim).await?["update_seq"]);
+        for _ in 0..secs {
+            sim.post("resume-changes").await?;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            sim.post("pause-changes").await?;
+            tokio::time::sleep(Duration::from_millis(960)).await;
+            let stats = self.cache_stats(&store, &sim)?;
+            if let Some(l) = stats["follow"]["lagSecs"].as_f64() {
+                lags.push(l);
+            }
+            seq_lags.push(n(&stats["follow"]["lagSeqs"]));
+        }
+        let changes = n(&root(&sim).await?["update_seq"]) - start_seq;
+        let _ = follower.kill();
+        let _ = follower.wait();
+        lags.sort_by(f64::total_cmp);
+        seq_lags.sort_unstable();
+        let pct = |v: &[f64], p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied();
+        let p50 = pct(&lags, 0.5);
+        o.fig(format!(
+            "steady state: {changes} changes in {secs} s ({:.1}/s), `follow --interval 1`; lag sampled each second: p50 {}, max {}; seqs behind p50 {}, max {}",
+            changes as f64 / secs as f64,
+            p50.map_or("-".into(), |v| format!("{v:.1} s")),
+            pct(&lags, 1.0).map_or("-".into(), |v| format!("{v:.1} s")),
+            seq_lags.get(seq_lags.len() / 2).copied().unwrap_or(0),
+            seq_lags.last().copied().unwrap_or(0),
+        ));
+        o.notes.push(
+            "lag = now − the start of the last poll after which every change up to the upstream's update_seq was stored; it includes the poll interval."
+                .into(),
+        );
+        o.met = Some(run.ok && p50.is_some_and(|v| v <= 5.0));
+        let _ = std::fs::remove_dir_all(&store);
+        Ok(o)
+    }
+
+    fn command(&self, store: &Path, sim: &SimProc, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--store")
+            .arg(store)
+            .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url, "-q"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    fn cache_stats(&self, store: &Path, sim: &SimProc) -> Result<Value, Error> {
+        let out = self
+            .command(store, sim, &["cache", "stats"])
+            .stdout(Stdio::piped())
+            .output()
+            .map_err(|e| Error::Io {
+                what: "running all-docs cache stats".into(),
+                source: e,
+            })?;
+        serde_json::from_slice(&out.stdout).map_err(|e| Error::Internal(format!("cache stats: {e}")))
     }
 
     async fn enumeration(&self) -> Result<Outcome, Error> {

@@ -57,7 +57,7 @@ pub enum Command {
     /// Run the benchmark scenarios against the simulator and write BENCHMARKS.md.
     Bench(crate::bench::BenchArgs),
     /// Serve the Pub/Sub push endpoints (the Cloud Run service): POST /work/{partition-set,
-    /// partition,packument}, GET /healthz, /readyz.
+    /// partition,packument,changes}, GET /healthz, /readyz.
     Serve(crate::service::cli::ServeArgs),
     /// Publish work items to Pub/Sub (e.g. `--partitions 64` to start a whole run).
     Publish(crate::service::cli::PublishArgs),

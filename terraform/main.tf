@@ -1,8 +1,8 @@
-# all-docs on Google Cloud: one Cloud Run service behind three Pub/Sub push subscriptions, and a
-# bucket that is the replica. docs/deploy.md walks through a deployment from an empty project.
+# all-docs on Google Cloud: one Cloud Run service behind four Pub/Sub push subscriptions, and a
+# bucket that is the replica. Cloud Scheduler ticks the `changes` topic to keep it fresh. docs/deploy.md walks through a deployment from an empty project.
 #
 # Files: identities.tf (the two service accounts), storage.tf (bucket), pubsub.tf (topics,
-# subscriptions, the Pub/Sub service agent's grants), run.tf (the service, who may invoke it,
+# subscriptions, the Pub/Sub service agent's grants), scheduler.tf (the change-feed tick), run.tf (the service, who may invoke it,
 # the image repository), outputs.tf. Every grant is on one resource; nothing is project-wide.
 
 data "google_project" "this" {
@@ -15,6 +15,7 @@ locals {
     "partition-set" = var.topic_partition_set
     "partition"     = var.topic_partition
     "packument"     = var.topic_packument
+    "changes"       = var.topic_changes
   }
 
   # Google's Pub/Sub service agent: it signs push tokens as the push account, and moves

@@ -77,7 +77,8 @@ resource "google_pubsub_subscription" "dead_letter_pull" {
   }
 }
 
-# The service publishes the work it fans out (partition-set -> partition -> packument) ...
+# The service publishes the work it fans out (partition-set -> partition -> packument, and
+# changes -> packument) ...
 resource "google_pubsub_topic_iam_member" "run_publisher" {
   for_each = local.kinds
 

@@ -71,6 +71,18 @@ variable "topic_packument" {
   default     = "packument"
 }
 
+variable "topic_changes" {
+  description = "Topic of the change-feed ticks (POST /work/changes reads one batch of _changes per tick)"
+  type        = string
+  default     = "changes"
+}
+
+variable "changes_schedule" {
+  description = "Cloud Scheduler cron of the change-feed ticks (each reads up to 10000 changes)"
+  type        = string
+  default     = "* * * * *"
+}
+
 variable "push_audience" {
   description = "Audience of the push requests' OIDC tokens: set on the subscriptions, accepted by Cloud Run as a custom audience and checked again by the service (ALL_DOCS_PUSH_AUDIENCE). An identifier, not an address: the .invalid domain never resolves."
   type        = string

@@ -19,8 +19,8 @@ use google_cloud_pubsub::model::{DeadLetterPolicy, Message, PushConfig, RetryPol
 
 use crate::work::WorkItem;
 
-/// The three work types, in fan-out order.
-pub const KINDS: [&str; 3] = ["partition-set", "partition", "packument"];
+/// The three work types, in fan-out order, then the change-feed tick (`POST /work/changes`).
+pub const KINDS: [&str; 4] = ["partition-set", "partition", "packument", "changes"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PubSubError {
@@ -51,7 +51,7 @@ pub struct PubSubConfig {
 
 impl PubSubConfig {
     /// Topic names from the defaults, overridden per type.
-    pub fn new(project: &str, overrides: [Option<&str>; 3], emulator: Option<&str>) -> PubSubConfig {
+    pub fn new(project: &str, overrides: [Option<&str>; 4], emulator: Option<&str>) -> PubSubConfig {
         let topics = KINDS
             .iter()
             .zip(overrides)
@@ -317,11 +317,11 @@ mod tests {
 
     #[test]
     fn topics_default_to_the_type_and_can_be_renamed() {
-        let c = PubSubConfig::new("p", [None, Some("parts"), None], Some("127.0.0.1:8085"));
+        let c = PubSubConfig::new("p", [None, Some("parts"), None, None], Some("127.0.0.1:8085"));
         assert_eq!(c.topic_path("partition-set"), "projects/p/topics/partition-set");
         assert_eq!(c.topic_path("partition"), "projects/p/topics/parts");
         assert_eq!(c.endpoint().as_deref(), Some("http://127.0.0.1:8085"));
-        let c = PubSubConfig::new("p", [None; 3], Some(" "));
+        let c = PubSubConfig::new("p", [None; 4], Some(" "));
         assert_eq!(c.endpoint(), None);
     }
 

@@ -37,6 +37,9 @@ pub struct PubSubArgs {
     /// Topic of `packument` items.
     #[arg(long, env = "ALL_DOCS_TOPIC_PACKUMENT", default_value = "packument")]
     pub topic_packument: String,
+    /// Topic of the change-feed ticks (Cloud Scheduler publishes; pushed to `/work/changes`).
+    #[arg(long, env = "ALL_DOCS_TOPIC_CHANGES", default_value = "changes")]
+    pub topic_changes: String,
     /// `host:port` of a Pub/Sub emulator (no credentials are used with it).
     #[arg(long, env = "PUBSUB_EMULATOR_HOST", value_name = "HOST:PORT")]
     pub pubsub_emulator_host: Option<String>,
@@ -53,6 +56,7 @@ impl PubSubArgs {
             ("--topic-partition-set", &self.topic_partition_set),
             ("--topic-partition", &self.topic_partition),
             ("--topic-packument", &self.topic_packument),
+            ("--topic-changes", &self.topic_changes),
         ] {
             if t.len() < 3 || t.contains('/') {
                 return Err(Error::usage(format!(
@@ -66,6 +70,7 @@ impl PubSubArgs {
                 Some(&self.topic_partition_set),
                 Some(&self.topic_partition),
                 Some(&self.topic_packument),
+                Some(&self.topic_changes),
             ]
             .map(|t| t.map(String::as_str)),
             self.pubsub_emulator_host.as_deref(),
@@ -158,7 +163,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
     .await
     .map_err(|e| Error::usage(format!("cannot listen on {addr}: {e}")))?;
     let bound = server.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
-    tracing::info!(%bound, project = %pubsub.project, "serving: POST /work/{{partition-set,partition,packument}}, GET /healthz, /readyz");
+    tracing::info!(%bound, project = %pubsub.project, "serving: POST /work/{{partition-set,partition,packument,changes}}, GET /healthz, /readyz");
     let shutdown = crate::shutdown::signal();
     println!("listening on http://{bound}");
     server

@@ -1,6 +1,7 @@
 //! `all-docs serve`: the Cloud Run shape of the same work.
 //!
-//! Pub/Sub pushes work items to `POST /work/{partition-set,partition,packument}`; each request
+//! Pub/Sub pushes work items to `POST /work/{partition-set,partition,packument}`, and change-feed
+//! ticks to `POST /work/changes` (see [`run_changes`]); each request
 //! runs the core's handlers ([`crate::handlers`]) against the configured store and publishes
 //! what it fans out ([`crate::queue::pubsub`]). The status code is the whole protocol with
 //! Pub/Sub, so it is chosen in one place ([`outcome`]):
@@ -35,9 +36,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use crate::handlers::{Ctx, PackumentDone};
+use crate::follow::{Checkpoint, Tracker};
+use crate::handlers::{Ctx, HandlerError, PackumentDone};
 use crate::keys::Key;
 use crate::queue::pubsub::Publish;
+use crate::registry::changes;
+use crate::store::{Meta, StoreError};
 use crate::work::{self, Work, WorkItem};
 use auth::PushAuth;
 use envelope::{Delivery, MessageInfo, Rejection};
@@ -74,6 +78,7 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/work/partition-set", post(partition_set))
         .route("/work/partition", post(partition))
         .route("/work/packument", post(packument))
+        .route("/work/changes", post(changes_tick))
         .layer(
             ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(
@@ -120,6 +125,121 @@ async fn packument(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bod
     push(&s, "packument", &headers, body).await
 }
 
+/// `POST /work/changes`: one tick of the change feed (Cloud Scheduler through Pub/Sub, or an
+/// HTTP call with an OIDC token). The body carries nothing needed: empty, or any JSON (a push
+/// envelope, `{}`).
+async fn changes_tick(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!("push", kind = "changes");
+    let outcome = tracing::Instrument::instrument(
+        async {
+            let body = match authenticated_body(&s, "changes", &headers, body).await {
+                Ok(b) => b,
+                Err(outcome) => return outcome,
+            };
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    let rejection = Rejection::Body(format!("a changes tick is empty or JSON: {e}"));
+                    tracing::warn!(endpoint = "changes", reason = %rejection, "message rejected");
+                    return Outcome::Rejected(rejection);
+                }
+            }
+            let outcome = match tokio::time::timeout(s.budget, run_changes(&s)).await {
+                Ok(o) => o,
+                Err(_) => Outcome::OutOfTime(s.budget),
+            };
+            match &outcome {
+                Outcome::Done(data) => tracing::info!(kind = "changes", result = %data, "done"),
+                other => tracing::warn!(kind = "changes", error = %other, "changes tick not done"),
+            }
+            outcome
+        },
+        span,
+    )
+    .await;
+    crate::telemetry::record_item("changes", outcome.label(), started.elapsed());
+    outcome::response(&outcome)
+}
+
+/// One batch of the change feed: read up to 10 000 changes after the stored checkpoint, write
+/// tombstones for deletions, publish a packument item (with its rev) per other change, then
+/// advance the checkpoint with a write conditional on the checkpoint read, so two overlapping
+/// ticks never both advance it (the loser's items are duplicates, which the packument handler
+/// skips). A document the CDN still serves stale fails its packument item, which Pub/Sub
+/// retries with backoff.
+async fn run_changes(state: &AppState) -> Outcome {
+    let ctx = &state.ctx;
+    let paused = ctx.client.paused_for(&ctx.replicate);
+    if paused >= state.budget / 2 {
+        return Outcome::Throttled(paused);
+    }
+    let (cp, meta) = match ctx.read_checkpoint().await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            tracing::warn!("no change-feed checkpoint in the store yet: publish a partition-set first (it records where the feed starts)");
+            return Outcome::Done(json!({ "checkpoint": null }));
+        }
+        Err(e) => return Outcome::from_handler(e),
+    };
+    let now = crate::store::now_ms();
+    let read = async {
+        let upstream = changes::update_seq(&ctx.client, &ctx.replicate).await?;
+        let page = changes::read_page(&ctx.client, &ctx.replicate, cp.seq, changes::PAGE_LIMIT).await?;
+        Ok::<_, crate::registry::client::FetchError>((upstream, page))
+    };
+    let (upstream, page) = match read.await {
+        Ok(v) => v,
+        Err(e) => return Outcome::from_handler(e.into()),
+    };
+    let mut tracker = Tracker::new(cp.seq, 1, 1);
+    tracker.add_page(&page, now);
+    let (deleted, changed): (Vec<_>, Vec<_>) = tracker.due(now).into_iter().partition(|t| t.deleted);
+    for task in &deleted {
+        if let Err(e) = ctx.apply_change(task).await {
+            return Outcome::from_handler(e);
+        }
+    }
+    let items: Vec<WorkItem> = changed
+        .into_iter()
+        .map(|t| {
+            WorkItem::new(Work::Packument {
+                name: t.name,
+                rev: Some(t.rev),
+            })
+        })
+        .collect();
+    if let Err(e) = state.publisher.publish(&items).await {
+        return Outcome::Dependency(e.to_string());
+    }
+    let next = Checkpoint {
+        seq: page.last_seq,
+        upstream_seq: Some(upstream),
+        caught_up_at: if page.last_seq >= upstream {
+            Some(now)
+        } else {
+            cp.caught_up_at
+        },
+        updated_at: crate::store::now_ms(),
+        pending: 0,
+    };
+    crate::telemetry::record_follow_lag(next.lag_seqs().unwrap_or(0), next.lag_secs(crate::store::now_ms()));
+    let data = json!({
+        "from": cp.seq,
+        "to": next.seq,
+        "published": items.len(),
+        "deleted": deleted.len(),
+        "lagSeqs": next.lag_seqs(),
+    });
+    match ctx.write_checkpoint(&next, &Meta::expect_replacing(Some(&meta))).await {
+        Ok(_) => Outcome::Done(data),
+        // Another tick advanced it first: its batch covers this one.
+        Err(HandlerError::Store(StoreError::Conflict { .. })) => {
+            Outcome::Done(json!({ "superseded": true, "from": cp.seq }))
+        }
+        Err(e) => Outcome::from_handler(e),
+    }
+}
+
 /// One push request, from authentication to the answer, in a span that carries the caller's
 /// trace (for the logs' trace field and OpenTelemetry).
 async fn push(state: &AppState, endpoint: &'static str, headers: &HeaderMap, body: Body) -> Response {
@@ -142,23 +262,9 @@ async fn handle_push(
     body: Body,
     started: Instant,
 ) -> Outcome {
-    // Authentication first, so an unauthenticated caller never gets a body read into memory.
-    if let Some(auth) = &state.auth {
-        if let Err(e) = auth.verify(headers).await {
-            tracing::warn!(endpoint, error = %e, "push request refused: authentication");
-            return Outcome::Unauthorized(e);
-        }
-    }
-    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+    let body = match authenticated_body(state, endpoint, headers, body).await {
         Ok(b) => b,
-        // Over the limit: that message can never succeed.
-        Err(e) if is_length_limit(&e) => {
-            let rejection = Rejection::Body(crate::registry::client::error_chain(&e));
-            tracing::warn!(endpoint, reason = %rejection, "message rejected: body too large");
-            return Outcome::Rejected(rejection);
-        }
-        // A connection that broke mid-body: Pub/Sub tries again.
-        Err(e) => return Outcome::Dependency(format!("reading the request body: {e}")),
+        Err(outcome) => return outcome,
     };
     let body = &body[..];
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -183,6 +289,33 @@ async fn handle_push(
     };
     log_outcome(&item, &info, &outcome, started.elapsed());
     outcome
+}
+
+/// Checks push authentication, then reads the body (at most [`BODY_LIMIT`]).
+async fn authenticated_body(
+    state: &AppState,
+    endpoint: &'static str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Outcome> {
+    // Authentication first, so an unauthenticated caller never gets a body read into memory.
+    if let Some(auth) = &state.auth {
+        if let Err(e) = auth.verify(headers).await {
+            tracing::warn!(endpoint, error = %e, "push request refused: authentication");
+            return Err(Outcome::Unauthorized(e));
+        }
+    }
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => Ok(b),
+        // Over the limit: that message can never succeed.
+        Err(e) if is_length_limit(&e) => {
+            let rejection = Rejection::Body(crate::registry::client::error_chain(&e));
+            tracing::warn!(endpoint, reason = %rejection, "message rejected: body too large");
+            Err(Outcome::Rejected(rejection))
+        }
+        // A connection that broke mid-body: Pub/Sub tries again.
+        Err(e) => Err(Outcome::Dependency(format!("reading the request body: {e}"))),
+    }
 }
 
 fn log_outcome(item: &WorkItem, info: &MessageInfo, outcome: &Outcome, elapsed: Duration) {
@@ -232,6 +365,10 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
     }
     match &item.work {
         Work::PartitionSet { pivots } => {
+            // Where the change feed starts, read before any partition is listed.
+            if let Err(e) = ctx.record_bootstrap_seq().await {
+                return Outcome::from_handler(e);
+            }
             let partitions = work::fan_out(pivots);
             match state.publisher.publish(&partitions).await {
                 Ok(()) => Outcome::Done(json!({ "published": partitions.len() })),
@@ -341,5 +478,90 @@ impl Server {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::pubsub::PubSubError;
+    use crate::registry::client::Client;
+    use crate::registry::origin::Origin;
+    use crate::store::memory::MemoryStore;
+    use crate::store::Expect;
+
+    /// Keeps what it is asked to publish.
+    #[derive(Default)]
+    struct Recorder(parking_lot::Mutex<Vec<WorkItem>>);
+
+    #[async_trait::async_trait]
+    impl Publish for Recorder {
+        async fn publish(&self, items: &[WorkItem]) -> Result<(), PubSubError> {
+            self.0.lock().extend_from_slice(items);
+            Ok(())
+        }
+
+        async fn ready(&self) -> Result<(), PubSubError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn two_overlapping_change_ticks_advance_the_checkpoint_once() {
+        // The simulator's feed lists its 5 documents (seqs 1..=5).
+        let sim = crate::sim::spawn(crate::commands::parse_wrapped_sim(5)).await.unwrap();
+        let origin = Origin::parse(&sim.url).unwrap();
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let recorder = Arc::new(Recorder::default());
+        let state = AppState {
+            ctx: Ctx {
+                client: Arc::new(Client::new(Default::default(), stop_rx).unwrap()),
+                store: Arc::new(MemoryStore::new()),
+                replicate: origin.clone(),
+                registry: origin,
+            },
+            publisher: recorder.clone(),
+            auth: None,
+            budget: Duration::from_secs(30),
+        };
+        // No checkpoint yet: nothing to follow, nothing published.
+        assert!(matches!(run_changes(&state).await, Outcome::Done(d) if d["checkpoint"].is_null()));
+        assert!(recorder.0.lock().is_empty());
+        state
+            .ctx
+            .write_checkpoint(&Checkpoint::bootstrap(0, 1), &Expect::Absent)
+            .await
+            .unwrap();
+
+        let (a, b) = tokio::join!(run_changes(&state), run_changes(&state));
+        let results: Vec<serde_json::Value> = [a, b]
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Done(d) => d,
+                other => panic!("{other}"),
+            })
+            .collect();
+        let superseded = results.iter().filter(|d| d["superseded"] == true).count();
+        assert_eq!(superseded, 1, "one tick wins, the other sees the conflict: {results:?}");
+        let (cp, _) = state.ctx.read_checkpoint().await.unwrap().unwrap();
+        assert_eq!(cp.seq, 5);
+        assert_eq!(cp.lag_seqs(), Some(0));
+        let published = recorder.0.lock().clone();
+        assert!(published
+            .iter()
+            .all(|i| matches!(&i.work, Work::Packument { rev: Some(_), .. })));
+        assert_eq!(
+            published.len(),
+            10,
+            "both ticks published the batch: duplicates, not losses"
+        );
+
+        // Caught up: the next tick publishes nothing and keeps the checkpoint.
+        let next = run_changes(&state).await;
+        assert!(
+            matches!(&next, Outcome::Done(d) if d["published"] == 0 && d["to"] == 5),
+            "{next}"
+        );
+        sim.stop().await;
     }
 }

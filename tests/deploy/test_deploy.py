@@ -31,17 +31,22 @@ def test_terraform_has_what_the_issue_lists(deployment: deploylib.Deployment) ->
     outputs = {k for doc in tf.files.values() for block in doc.get("output", []) for k in block}
     assert {"service_url", "topics", "bucket"} <= outputs
     assert {t.body["name"] for t in tf.of_type("google_pubsub_topic")} == {
-        "partition-set", "partition", "packument",
-        "partition-set-dead-letter", "partition-dead-letter", "packument-dead-letter",
+        "partition-set", "partition", "packument", "changes",
+        "partition-set-dead-letter", "partition-dead-letter", "packument-dead-letter", "changes-dead-letter",
     }
     assert {s.body["name"] for s in tf.of_type("google_pubsub_subscription")} == {
-        "partition-set-push", "partition-push", "packument-push",
+        "partition-set-push", "partition-push", "packument-push", "changes-push",
         "partition-set-dead-letter-pull", "partition-dead-letter-pull", "packument-dead-letter-pull",
+        "changes-dead-letter-pull",
     }
     for s in deployment.push_subscriptions():
         kind = s.key
         assert str(deploylib.block(s.body, "push_config")["push_endpoint"]).endswith(f"/work/{kind}")
-    provider = tf.files["versions.tf"]["terraform"][0]["required_providers"][0]["google"]
+    # The change-feed tick: a scheduler job publishing to the `changes` topic.
+    [job] = tf.of_type("google_cloud_scheduler_job")
+    target = deploylib.block(job.body, "pubsub_target")
+    assert 'google_pubsub_topic.work["changes"].id' in str(target["topic_name"]), target
+    provider = tf.files["versions.tf"]["terraform"][0]["required_providers"][0]["google"]["terraform"][0]["required_providers"][0]["google"]
     assert provider["version"].startswith("~> 6")
 
 
