@@ -228,6 +228,12 @@ impl Ctx {
                 self.tombstone(name).await?;
                 Ok(PackumentDone::NotFound)
             }
+            // A change for a package that a later change deleted: the deletion is recorded (the
+            // tombstone), so there is nothing left to fetch. (A package published again after
+            // its deletion comes back with its next change, or the next partition listing.)
+            Fetched::NotFound if rev.is_some() && stored.as_ref().is_some_and(|m| m.status == Status::Deleted) => {
+                Ok(PackumentDone::Deleted)
+            }
             // Otherwise never a tombstone: a listed package that answers 404 is an upstream
             // glitch (or a deletion the next listing shows); the stored document stays as is.
             Fetched::NotFound => Err(HandlerError::ListedButMissing(name.to_owned())),
@@ -288,6 +294,37 @@ impl Ctx {
                 Err(HandlerError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
                 Ok(_) => return Ok(cp.seq),
+            }
+        }
+    }
+
+    /// [`Ctx::packument`], tried again with backoff (1 s, doubling) for up to about `patience`
+    /// in all while the registry still serves a rev older than `rev`, or a 404 for a listed
+    /// package (a CDN lagging behind a change). Waiting here rather than failing at once keeps
+    /// a queue's delivery attempts for real failures.
+    pub async fn packument_waiting_for_the_cdn(
+        &self,
+        name: &str,
+        rev: Option<&str>,
+        patience: std::time::Duration,
+    ) -> Result<PackumentDone, HandlerError> {
+        let mut wait = std::time::Duration::from_secs(1);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match self.packument(name, rev).await {
+                Err(HandlerError::Stale { .. } | HandlerError::ListedButMissing(_))
+                    if rev.is_some() && waited + wait <= patience && !self.client.stopping() =>
+                {
+                    tracing::debug!(
+                        package = name,
+                        wait_secs = wait.as_secs(),
+                        "not at the registry yet; trying again"
+                    );
+                    self.client.sleep(wait).await;
+                    waited += wait;
+                    wait *= 2;
+                }
+                r => return r,
             }
         }
     }

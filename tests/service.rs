@@ -270,3 +270,90 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_ticks_keep_the_replica_equal_to_the_truth_deletions_included() {
+    let sim = Sim::start(
+        &["--packages", "1500", "--seed", "31"],
+        &["--changes-per-sec", "30", "--cdn-lag-secs", "1"],
+    );
+    let pubsub = PubSub::start().await;
+    let dir = tempdir();
+    let service = Service::start(
+        &[
+            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
+            ("ALL_DOCS_STORE", dir.to_str().unwrap()),
+            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
+            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
+        ],
+        &[],
+    );
+    // No retry policy: see the rate-limit test (stale documents are nacked until the CDN
+    // catches up, many at once).
+    pubsub.setup(&service.url, &["--no-retry-policy", "--max-delivery-attempts", "100"]);
+    // The bootstrap runs while documents change.
+    pubsub.publish(&["--partitions", "4"]);
+    let store = dir.clone();
+    wait_until("4 partitions committed", Duration::from_secs(300), async || {
+        std::fs::read_dir(store.join("v1/partition")).is_ok_and(|d| d.flat_map(|o| o.ok()).count() == 1)
+            && std::fs::read_dir(store.join("v1/partition"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|o| o.ok())
+                .is_some_and(|o| std::fs::read_dir(o.path()).is_ok_and(|d| d.count() == 4))
+    })
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = async |path: &str| {
+        http.get(format!("{}{path}", sim.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Ticks through Pub/Sub (as Cloud Scheduler sends them) while changes go on, then with the
+    // changes paused until the replica has caught up.
+    for _ in 0..3 {
+        pubsub.publish_raw("changes", b"{}").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    common::http("POST", &format!("{}/-/sim/pause-changes", sim.url));
+    let upstream: u64 = serde_json::from_str::<Value>(&get("/").await).unwrap()["update_seq"]
+        .as_u64()
+        .unwrap();
+    let truth = get("/-/sim/index").await;
+    let checkpoint = dir.join("v1/checkpoint");
+    wait_until("the replica equals the truth", Duration::from_secs(300), async || {
+        pubsub.publish_raw("changes", b"{}").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let seq = std::fs::read_dir(&checkpoint)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read(e.path()).ok())
+            .and_then(|b| {
+                // The file store's entry: a metadata line, then the body.
+                let body = b.splitn(2, |c| *c == b'\n').nth(1)?.to_vec();
+                serde_json::from_slice::<Value>(&body).ok()?["seq"].as_u64()
+            });
+        seq == Some(upstream) && index_of(&store, &sim) == truth
+    })
+    .await;
+    let stats = std::process::Command::new(common::BIN)
+        .args(["--store", dir.to_str().unwrap(), "cache", "stats"])
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(
+        stats["deleted"].as_u64().unwrap() > 0,
+        "deletions became tombstones: {stats}"
+    );
+    assert!(
+        service.statuses().iter().all(|s| *s != 400),
+        "no tick or item refused: {:?}",
+        service.statuses()
+    );
+    assert!(pubsub.pull("packument-dead-letter-pull").await.is_empty());
+}

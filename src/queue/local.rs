@@ -93,7 +93,10 @@ pub async fn fetch_all<'a>(
         .for_each_concurrent(parallelism.max(1), |(name, rev)| {
             let failed = &failed;
             async move {
-                match packument_waiting_for_the_cdn(ctx, name, rev).await {
+                match ctx
+                    .packument_waiting_for_the_cdn(name, rev, std::time::Duration::from_secs(63))
+                    .await
+                {
                     Ok(PackumentDone::Stored { bytes }) => {
                         progress.stored.fetch_add(1, Relaxed);
                         progress.stored_bytes.fetch_add(bytes, Relaxed);
@@ -125,32 +128,4 @@ pub async fn fetch_all<'a>(
         })
         .await;
     failed.load(Relaxed)
-}
-
-/// The packument handler, tried again with backoff (1 s doubling, about a minute in all) while
-/// the registry still serves a rev older than the listed one, or a 404 for a listed package (a
-/// CDN lagging behind a change).
-async fn packument_waiting_for_the_cdn(
-    ctx: &Ctx,
-    name: &str,
-    rev: Option<&str>,
-) -> Result<PackumentDone, HandlerError> {
-    let mut wait = std::time::Duration::from_secs(1);
-    loop {
-        match ctx.packument(name, rev).await {
-            // A package created a moment ago may still answer 404 at the CDN.
-            Err(HandlerError::Stale { .. } | HandlerError::ListedButMissing(_))
-                if rev.is_some() && wait.as_secs() <= 32 && !ctx.client.stopping() =>
-            {
-                tracing::debug!(
-                    package = name,
-                    wait_secs = wait.as_secs(),
-                    "stale at the registry; trying again"
-                );
-                ctx.client.sleep(wait).await;
-                wait *= 2;
-            }
-            r => return r,
-        }
-    }
 }

@@ -376,7 +376,10 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
             }
         }
         Work::Partition { start, end } => run_partition(state, start.as_deref(), end.as_deref()).await,
-        Work::Packument { name, rev } => match ctx.packument(name, rev.as_deref()).await {
+        Work::Packument { name, rev } => match ctx
+            .packument_waiting_for_the_cdn(name, rev.as_deref(), (state.budget / 4).min(Duration::from_secs(30)))
+            .await
+        {
             Ok(done) => Outcome::Done(match done {
                 PackumentDone::Stored { bytes } => json!({ "stored": true, "bytes": bytes }),
                 PackumentDone::NotModified => json!({ "notModified": true }),
