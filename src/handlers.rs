@@ -116,7 +116,7 @@ impl Ctx {
         removed: &[String],
     ) -> Result<(), HandlerError> {
         for name in removed {
-            self.tombstone(name).await?;
+            self.tombstone(name, None).await?;
         }
         let body = PartitionBody {
             start_key: start.map(str::to_owned),
@@ -137,13 +137,20 @@ impl Ctx {
         Ok(())
     }
 
-    /// Marks a package deleted, keeping its last body. Conditional on the entry read: if another
+    /// Marks a package deleted, keeping its last body; `deleted_rev` (the rev of the deletion,
+    /// from the change feed) becomes the entry's rev, so a packument item for an older rev that
+    /// arrives later cannot bring the package back. Conditional on the entry read: if another
     /// writer stored the key meanwhile, its entry stands (a package still gone shows up in the
     /// next listing again).
-    pub async fn tombstone(&self, name: &str) -> Result<(), HandlerError> {
+    pub async fn tombstone(&self, name: &str, deleted_rev: Option<&str>) -> Result<(), HandlerError> {
         let key = self.packument_key(name);
         let (meta, body, expect) = match self.store.get(&key).await? {
-            Some(entry) if entry.meta.status == Status::Deleted => return Ok(()),
+            Some(entry)
+                if entry.meta.status == Status::Deleted
+                    && deleted_rev.is_none_or(|r| entry.meta.rev.as_deref() == Some(r)) =>
+            {
+                return Ok(())
+            }
             Some(entry) => {
                 let expect = Meta::expect_replacing(Some(&entry.meta));
                 (entry.meta, entry.body, expect)
@@ -158,7 +165,18 @@ impl Ctx {
         meta.fetched_at = now_ms();
         let stored = self
             .store
-            .put_if(&key, meta, body, &|m: &mut Meta| m.status = Status::Deleted, &expect)
+            .put_if(
+                &key,
+                meta,
+                body,
+                &|m: &mut Meta| {
+                    m.status = Status::Deleted;
+                    if let Some(r) = deleted_rev {
+                        m.rev = Some(r.to_owned());
+                    }
+                },
+                &expect,
+            )
             .await;
         match stored {
             Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
@@ -170,6 +188,13 @@ impl Ctx {
     pub async fn packument(&self, name: &str, rev: Option<&str>) -> Result<PackumentDone, HandlerError> {
         let key = self.packument_key(name);
         let stored = self.store.head(&key).await?;
+        // A deletion recorded at this rev or a later one wins over an item for an older change
+        // (which a lagging CDN might still answer with the deleted document).
+        if let (Some(m), Some(wanted)) = (&stored, rev) {
+            if m.status == Status::Deleted && m.rev.is_some() && !follow::is_older(m.rev.as_deref(), wanted) {
+                return Ok(PackumentDone::Deleted);
+            }
+        }
         let plan = work::plan_packument(
             stored.as_ref().map(|m| (m.rev.as_deref(), m.etag.as_deref(), m.status)),
             rev,
@@ -225,7 +250,7 @@ impl Ctx {
             }
             // A name asked for by hand and never stored: record the 404 as a tombstone.
             Fetched::NotFound if rev.is_none() && stored.is_none() => {
-                self.tombstone(name).await?;
+                self.tombstone(name, None).await?;
                 Ok(PackumentDone::NotFound)
             }
             // A change for a package that a later change deleted: the deletion is recorded (the
@@ -333,7 +358,7 @@ impl Ctx {
     /// least) the change's rev. [`HandlerError::Stale`] while the registry serves an older rev.
     pub async fn apply_change(&self, task: &Task) -> Result<PackumentDone, HandlerError> {
         if task.deleted {
-            self.tombstone(&task.name).await?;
+            self.tombstone(&task.name, Some(&task.rev)).await?;
             return Ok(PackumentDone::Deleted);
         }
         self.packument(&task.name, Some(&task.rev)).await

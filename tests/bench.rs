@@ -32,6 +32,7 @@ fn quick_bench_runs_every_scenario_and_writes_a_report() {
         "Resume after kill -9",
         "Scale curve",
         "Full-registry projection",
+        "Follow the change feed",
     ]
     .iter()
     .enumerate()
@@ -53,7 +54,7 @@ fn quick_bench_runs_every_scenario_and_writes_a_report() {
                 .strip_prefix("| ")
                 .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())))
             .count(),
-        8,
+        9,
         "{table}"
     );
     let _ = std::fs::remove_dir_all(&dir);
