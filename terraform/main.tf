@@ -18,6 +18,14 @@ locals {
     "changes"       = var.topic_changes
   }
 
+  # The topics the service publishes to: all but the change-feed ticks (Cloud Scheduler
+  # publishes those).
+  work_kinds = {
+    "partition-set" = var.topic_partition_set
+    "partition"     = var.topic_partition
+    "packument"     = var.topic_packument
+  }
+
   # Google's Pub/Sub service agent: it signs push tokens as the push account, and moves
   # messages to the dead-letter topics.
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"

@@ -78,9 +78,10 @@ resource "google_pubsub_subscription" "dead_letter_pull" {
 }
 
 # The service publishes the work it fans out (partition-set -> partition -> packument, and
-# changes -> packument) ...
+# changes -> packument) to the three work topics (Cloud Scheduler, not the service, publishes
+# the change ticks) ...
 resource "google_pubsub_topic_iam_member" "run_publisher" {
-  for_each = local.kinds
+  for_each = local.work_kinds
 
   topic  = google_pubsub_topic.work[each.key].name
   role   = "roles/pubsub.publisher"
@@ -90,7 +91,7 @@ resource "google_pubsub_topic_iam_member" "run_publisher" {
 # ... and its readiness probe (/readyz) reads each work topic to prove Pub/Sub is reachable,
 # which needs pubsub.topics.get (not in roles/pubsub.publisher).
 resource "google_pubsub_topic_iam_member" "run_viewer" {
-  for_each = local.kinds
+  for_each = local.work_kinds
 
   topic  = google_pubsub_topic.work[each.key].name
   role   = "roles/pubsub.viewer"

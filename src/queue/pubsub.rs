@@ -178,7 +178,8 @@ impl Publish for PubSubPublisher {
 
     /// Every work topic exists and is visible (needs `pubsub.topics.get` on the topics).
     async fn ready(&self) -> Result<(), PubSubError> {
-        for kind in KINDS {
+        // The topics the service publishes to (not the change ticks', which it only receives).
+        for kind in KINDS.iter().filter(|k| **k != "changes") {
             let topic = self.config.topic_path(kind);
             self.admin
                 .get_topic()

@@ -46,7 +46,7 @@ def test_terraform_has_what_the_issue_lists(deployment: deploylib.Deployment) ->
     [job] = tf.of_type("google_cloud_scheduler_job")
     target = deploylib.block(job.body, "pubsub_target")
     assert 'google_pubsub_topic.work["changes"].id' in str(target["topic_name"]), target
-    provider = tf.files["versions.tf"]["terraform"][0]["required_providers"][0]["google"]["terraform"][0]["required_providers"][0]["google"]
+    provider = tf.files["versions.tf"]["terraform"][0]["required_providers"][0]["google"]
     assert provider["version"].startswith("~> 6")
 
 
@@ -146,7 +146,8 @@ MUTATIONS = [
     ("push-renamed", "terraform/pubsub.tf",
      'name  = "${each.value}-push"', 'name  = "${each.value}-sub"', "check_push_subscriptions", "-push"),
     ("no-packument-topic", "terraform/main.tf",
-     '    "packument"     = var.topic_packument\n', "", "check_topics", "packument"),
+     '    "packument"     = var.topic_packument\n    "changes"       = var.topic_changes\n',
+     '    "changes"       = var.topic_changes\n', "check_topics", "packument"),
     # Dead letters.
     ("dead-letter-without-pull", "terraform/pubsub.tf",
      'resource "google_pubsub_subscription" "dead_letter_pull" {\n  for_each = local.kinds\n',
