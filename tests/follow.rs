@@ -2,42 +2,12 @@
 //! documents change, appear and are deleted, then the change feed; each test ends with the
 //! replica's index equal to the simulator's truth at the final seq.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Sim, BIN};
-
-fn store(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("all-docs-follow-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn all_docs(store: &Path, sim: &Sim, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--store")
-        .arg(store)
-        .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url, "-q"])
-        .args(args)
-        .env_remove("ALL_DOCS_MAX_RPS")
-        .env_remove("ALL_DOCS_CONCURRENCY");
-    cmd
-}
-
-fn run(store: &Path, sim: &Sim, args: &[&str]) -> Output {
-    all_docs(store, sim, args).output().expect("run all-docs")
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{all_docs, assert_ok, run, store, Sim};
 
 fn stats(store: &Path, sim: &Sim) -> serde_json::Value {
     let out = run(store, sim, &["cache", "stats"]);
@@ -82,7 +52,7 @@ fn bootstrap_while_changing_then_follow_equals_the_truth_despite_cdn_lag() {
         &["--packages", "4000", "--seed", "21"],
         &["--changes-per-sec", "40", "--cdn-lag-secs", "2"],
     );
-    let dir = store("boot");
+    let dir = store("follow-boot");
     let before = common::http("GET", &format!("{}/", sim.url))["update_seq"]
         .as_u64()
         .unwrap();
@@ -112,7 +82,7 @@ fn bootstrap_while_changing_then_follow_equals_the_truth_despite_cdn_lag() {
 #[test]
 fn follow_killed_with_sigkill_then_resumed_loses_no_change() {
     let sim = Sim::start(&["--packages", "3000", "--seed", "22"], &["--changes-per-sec", "60"]);
-    let dir = store("kill9");
+    let dir = store("follow-kill9");
     sim.changes(false);
     assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
     let start = stats(&dir, &sim)["follow"]["checkpoint"].as_u64().unwrap();
@@ -141,7 +111,7 @@ fn follow_killed_with_sigkill_then_resumed_loses_no_change() {
 #[test]
 fn follow_needs_a_checkpoint_or_since() {
     let sim = Sim::start(&["--packages", "10"], &[]);
-    let dir = store("nocp");
+    let dir = store("follow-nocp");
     let out = run(&dir, &sim, &["follow", "--once"]);
     common::assert_usage_error(&out, "run `all-docs replicate` first", "follow without a checkpoint");
     let out = run(&dir, &sim, &["follow", "--once", "--since", "0"]);

@@ -2,44 +2,13 @@
 //! processes on 127.0.0.1. Every test ends by comparing the replica's index with the
 //! simulator's truth.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Sim, BIN};
-
-/// A fresh, empty store folder.
-fn store(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("all-docs-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn all_docs(store: &Path, sim: &Sim, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--store")
-        .arg(store)
-        .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url, "-q"])
-        .args(args)
-        .env_remove("ALL_DOCS_MAX_RPS")
-        .env_remove("ALL_DOCS_CONCURRENCY");
-    cmd
-}
-
-fn run(store: &Path, sim: &Sim, args: &[&str]) -> Output {
-    all_docs(store, sim, args).output().expect("run all-docs")
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{all_docs, assert_ok, run, store, Sim, BIN};
 
 /// The replica's index equals the simulator's truth, and every entry verifies.
 fn assert_replica_matches(store: &Path, sim: &Sim) {

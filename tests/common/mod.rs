@@ -4,9 +4,43 @@
 pub mod cloud;
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_all-docs");
+
+/// A fresh, empty store folder.
+pub fn store(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("all-docs-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `all-docs --store STORE` with both origins at the simulator, quiet, then `args`.
+pub fn all_docs(store: &Path, sim: &Sim, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--store")
+        .arg(store)
+        .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url, "-q"])
+        .args(args)
+        .env_remove("ALL_DOCS_MAX_RPS")
+        .env_remove("ALL_DOCS_CONCURRENCY");
+    cmd
+}
+
+pub fn run(store: &Path, sim: &Sim, args: &[&str]) -> Output {
+    all_docs(store, sim, args).output().expect("run all-docs")
+}
+
+/// Asserts a command succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// A simulator process; stopped on drop.
 pub struct Sim {
