@@ -257,14 +257,8 @@ impl Bench {
     }
 
     fn replicate_cmd(&self, store: &Path, sim: &SimProc, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("--store")
-            .arg(store)
-            .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url, "-q"])
-            .args(extra)
-            .arg("replicate")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = self.command(store, sim, extra);
+        cmd.arg("replicate");
         cmd
     }
 

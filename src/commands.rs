@@ -447,10 +447,7 @@ fn cache_origin(g: &Global) -> Result<String, Error> {
     if let Ok(o) = g.registry() {
         return Ok(o.id().to_owned());
     }
-    let dir = g.store.join("v1").join("packument");
-    let ids: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
+    let ids = stored_origin_ids(g, "packument");
     match ids.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Error::usage(format!(
@@ -462,6 +459,14 @@ fn cache_origin(g: &Global) -> Result<String, Error> {
             ids.join(", ")
         ))),
     }
+}
+
+/// The origin ids the file store at `--store` holds entries of `kind` (`packument`,
+/// `checkpoint`) for: the folder names under `v1/{kind}`.
+fn stored_origin_ids(g: &Global, kind: &str) -> Vec<String> {
+    std::fs::read_dir(g.store.join("v1").join(kind))
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// `cache create-index`: `name<TAB>rev` of every live packument, byte order.
@@ -574,26 +579,21 @@ pub async fn stats(g: &Global) -> Result<(), Error> {
 async fn follow_stats(g: &Global, store: &FsStore) -> Result<serde_json::Value, Error> {
     let origin = match g.replicate() {
         Ok(o) => Some(o.id().to_owned()),
-        Err(_) => {
-            let ids: Vec<String> = std::fs::read_dir(g.store.join("v1").join("checkpoint"))
-                .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-                .unwrap_or_default();
-            (ids.len() == 1).then(|| ids[0].clone())
-        }
+        Err(_) => match stored_origin_ids(g, "checkpoint").as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
     };
     let Some(origin) = origin else {
         return Ok(serde_json::Value::Null);
     };
     let key = Key::checkpoint(&origin);
-    let Some(entry) = store.get(&key).await.map_err(|e| Error::Internal(e.to_string()))? else {
+    let Some((cp, _)) = crate::handlers::read_checkpoint(store, &key)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    else {
         return Ok(serde_json::Value::Null);
     };
-    let bytes = entry
-        .bytes()
-        .await
-        .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
-    let cp: crate::follow::Checkpoint =
-        serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("{key} is unreadable: {e}")))?;
     Ok(serde_json::json!({
         "origin": origin,
         "checkpoint": cp.seq,

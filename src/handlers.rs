@@ -274,18 +274,7 @@ impl Ctx {
 
     /// The stored checkpoint and its metadata (for a conditional write after it).
     pub async fn read_checkpoint(&self) -> Result<Option<(Checkpoint, Meta)>, HandlerError> {
-        let key = self.checkpoint_key();
-        let Some(entry) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        let bad = |reason: String| HandlerError::BadCheckpoint {
-            key: key.to_string(),
-            reason,
-        };
-        let meta = entry.meta.clone();
-        let bytes = entry.bytes().await.map_err(|e| bad(e.to_string()))?;
-        let cp = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        Ok(Some((cp, meta)))
+        read_checkpoint(&*self.store, &self.checkpoint_key()).await
     }
 
     /// Stores `cp` if the stored checkpoint is as `expect` says (else
@@ -363,6 +352,21 @@ impl Ctx {
         }
         self.packument(&task.name, Some(&task.rev)).await
     }
+}
+
+/// The checkpoint stored under `key` (a [`Key::Checkpoint`]) and its metadata.
+pub async fn read_checkpoint(store: &dyn Store, key: &Key) -> Result<Option<(Checkpoint, Meta)>, HandlerError> {
+    let Some(entry) = store.get(key).await? else {
+        return Ok(None);
+    };
+    let bad = |reason: String| HandlerError::BadCheckpoint {
+        key: key.to_string(),
+        reason,
+    };
+    let meta = entry.meta.clone();
+    let bytes = entry.bytes().await.map_err(|e| bad(e.to_string()))?;
+    let cp = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    Ok(Some((cp, meta)))
 }
 
 /// How a packument item ended.
