@@ -46,6 +46,8 @@ pub enum KeyError {
     Hex { key: String, part: String },
     #[error("key `{0}` has an empty origin or an empty package name")]
     Empty(String),
+    #[error("key `{key}`: origin `{origin}` has characters other than `a-z`, `0-9`, `.` and `-`")]
+    Origin { key: String, origin: String },
 }
 
 impl Key {
@@ -144,6 +146,15 @@ impl std::str::FromStr for Key {
                 part: part.to_owned(),
             })
         };
+        // An origin is an `origin_id`: anything else could not survive the trip through a path.
+        if let ["v1", "packument" | "partition" | "checkpoint", origin, ..] = parts.as_slice() {
+            if !is_origin_id(origin) {
+                return Err(KeyError::Origin {
+                    key: key.to_owned(),
+                    origin: (*origin).to_owned(),
+                });
+            }
+        }
         match parts.as_slice() {
             ["v1", "packument", origin, name] => {
                 let name = text(name)?;
@@ -205,6 +216,12 @@ pub fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// Whether `s` could be an [`origin_id`] (empty is left to the caller's own error).
+fn is_origin_id(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
 /// A short, stable, key-safe identifier of an origin URL: its host and port, lowercased, with
 /// anything but `[a-z0-9.-]` turned into `-` (`http://127.0.0.1:5984/` gives `127.0.0.1-5984`).
 /// A path, if any, is kept too, so two registries behind one host stay apart.
@@ -232,6 +249,23 @@ pub fn origin_id(origin: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `keys` fuzz target: an origin with `/` parsed, but its path split elsewhere.
+    #[test]
+    fn an_origin_outside_the_origin_id_alphabet_is_refused() {
+        for key in [
+            "v1:packument:127.0.0/6-5984:6c6f64617368",
+            "v1:checkpoint:A",
+            "v1:partition:a_b::",
+        ] {
+            assert!(
+                matches!(key.parse::<Key>(), Err(KeyError::Origin { .. })),
+                "{key} should be refused"
+            );
+        }
+        let ok: Key = "v1:packument:127.0.0.1-5984:6c6f64617368".parse().unwrap();
+        assert_eq!(Key::from_path(&ok.path()), Ok(ok));
+    }
 
     #[test]
     fn keys_match_the_brief() {
