@@ -399,7 +399,8 @@ pub fn read_name_list(path: &Path) -> Result<Vec<String>, Error> {
             .map(|(i, v)| match v {
                 serde_json::Value::String(s) => Ok(s),
                 other => Err(Error::usage(format!(
-                    "list `{shown}`: item {i} is not a string: {other}"
+                    "list `{shown}`: item {} is not a string: {other}",
+                    i + 1
                 ))),
             })
             .collect::<Result<_, _>>()?

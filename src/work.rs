@@ -11,7 +11,9 @@
 //! `id`, `priority`, `attempts` and a packument's `rev` are optional on input; a missing `id` is
 //! derived from the type and payload, so the same work always has the same id. Unknown fields
 //! are ignored; an unknown `type`, a payload of the wrong shape or an invalid package name is an
-//! error that says which. No I/O here.
+//! error that says which. An item may name the registry it was made for (`"origin":"URL"`, left
+//! out when absent); a service refuses items for an origin it is not configured with. No I/O
+//! here.
 
 use std::fmt;
 
@@ -76,6 +78,8 @@ pub struct WorkItem {
     pub work: Work,
     pub priority: i64,
     pub attempts: u32,
+    /// The registry origin the item was made for, if its publisher said (a URL).
+    pub origin: Option<String>,
 }
 
 impl WorkItem {
@@ -86,6 +90,7 @@ impl WorkItem {
             work,
             priority: 0,
             attempts: 0,
+            origin: None,
         }
     }
 
@@ -108,6 +113,7 @@ impl Serialize for WorkItem {
             payload: self.work.payload(),
             priority: Some(self.priority),
             attempts: Some(self.attempts),
+            origin: self.origin.clone(),
         }
         .serialize(s)
     }
@@ -131,6 +137,8 @@ struct RawItem {
     priority: Option<i64>,
     #[serde(default)]
     attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +208,7 @@ impl TryFrom<RawItem> for WorkItem {
             work,
             priority: raw.priority.unwrap_or(0),
             attempts: raw.attempts.unwrap_or(0),
+            origin: raw.origin,
         })
     }
 }

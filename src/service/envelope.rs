@@ -17,6 +17,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::registry::origin::Origin;
 use crate::work::{WorkError, WorkItem};
 
 /// What the push request says about the message, for logs.
@@ -53,6 +54,24 @@ pub enum Rejection {
     Item(#[from] WorkError),
     #[error("a `{got}` item was pushed to the `{endpoint}` endpoint")]
     WrongEndpoint { endpoint: &'static str, got: &'static str },
+    #[error("the work item is for origin `{origin}`, which is not in this service's allow-list ({allowed})")]
+    OriginNotAllowed { origin: String, allowed: String },
+}
+
+/// Refuses an item made for another registry: its `origin` (if it names one) must be one of
+/// `allowed` (the service's configured origins), compared after normalising the URL.
+pub fn check_origin(item: &WorkItem, allowed: &[&Origin]) -> Result<(), Rejection> {
+    let Some(origin) = item.origin.as_deref() else {
+        return Ok(());
+    };
+    let matches = Origin::parse(origin).is_ok_and(|o| allowed.iter().any(|a| a.base().eq_ignore_ascii_case(o.base())));
+    if matches {
+        return Ok(());
+    }
+    Err(Rejection::OriginNotAllowed {
+        origin: origin.chars().take(200).collect(),
+        allowed: allowed.iter().map(|a| a.base()).collect::<Vec<_>>().join(", "),
+    })
 }
 
 // Pub/Sub sends both spellings of the message fields (`messageId` and `message_id`), so each
@@ -259,5 +278,37 @@ mod tests {
         );
         // The message id is known even for a rejection, so the log can name it.
         assert_eq!(info.message_id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn an_item_for_another_origin_is_refused_and_one_for_ours_accepted() {
+        let ours = Origin::parse("http://127.0.0.1:5984").unwrap();
+        let item = |origin: Option<&str>| {
+            let mut item = WorkItem::new(Work::Packument {
+                name: "lodash".into(),
+                rev: None,
+            });
+            item.origin = origin.map(str::to_owned);
+            item
+        };
+        for fine in [None, Some("http://127.0.0.1:5984"), Some("http://127.0.0.1:5984/")] {
+            assert_eq!(check_origin(&item(fine), &[&ours]), Ok(()), "{fine:?}");
+        }
+        for other in [
+            "http://127.0.0.1:1",
+            "ftp://127.0.0.1:5984",
+            "http://127.0.0.1:5984/other",
+            "",
+        ] {
+            let refused = check_origin(&item(Some(other)), &[&ours]);
+            assert!(
+                matches!(&refused, Err(Rejection::OriginNotAllowed { allowed, .. }) if allowed == "http://127.0.0.1:5984"),
+                "{other}: {refused:?}"
+            );
+        }
+        // The field survives the wire both ways.
+        let json = item(Some("http://127.0.0.1:5984")).to_json();
+        assert!(json.contains(r#""origin":"http://127.0.0.1:5984""#), "{json}");
+        assert!(!item(None).to_json().contains("origin"));
     }
 }

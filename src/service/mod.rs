@@ -16,8 +16,9 @@
 //!
 //! A tower layer bounds the requests in flight (more are shed with 429). Each request then
 //! checks push authentication before reading its body (at most [`BODY_LIMIT`]), and runs under a
-//! time budget that keeps every answer inside the subscriptions' ack deadline. Work items name no origins: the service
-//! only ever fetches from the origins it was configured with.
+//! time budget that keeps every answer inside the subscriptions' ack deadline. The service only ever
+//! fetches from the origins it was configured with: an item that names another origin (its
+//! optional `origin` field) is refused as made for another deployment.
 
 pub mod auth;
 pub mod cli;
@@ -268,7 +269,13 @@ async fn handle_push(
     };
     let body = &body[..];
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let delivery = match envelope::decode(endpoint, body, header) {
+    let allowed = [&state.ctx.registry, &state.ctx.replicate];
+    let decoded =
+        envelope::decode(endpoint, body, header).and_then(|d| match envelope::check_origin(&d.item, &allowed) {
+            Ok(()) => Ok(d),
+            Err(r) => Err(Box::new((r, d.info))),
+        });
+    let delivery = match decoded {
         Ok(d) => d,
         Err(refused) => {
             let (rejection, info) = *refused;
