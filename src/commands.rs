@@ -17,8 +17,7 @@ use crate::keys::Key;
 use crate::pivots::{self, Pivots};
 use crate::queue::local::{self, RunOptions};
 use crate::queue::progress::{self, Progress};
-use crate::registry::client::{Client, ClientConfig, FetchError};
-use crate::registry::governor::GovernorConfig;
+use crate::registry::client::{Client, FetchError};
 use crate::registry::origin::Origin;
 use crate::store::fs::FsStore;
 use crate::store::{Status, Store};
@@ -94,14 +93,7 @@ async fn setup(g: &Global, origins: Option<(Origin, Origin)>) -> Result<Setup, E
     let store = Arc::new(FsStore::new(&g.store));
     store.check_writable().await.map_err(|e| Error::usage(e.to_string()))?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let cfg = ClientConfig {
-        concurrency: g.concurrency as usize,
-        governor: GovernorConfig {
-            max_rps: g.max_rps()?,
-            ..GovernorConfig::default()
-        },
-        ..ClientConfig::default()
-    };
+    let cfg = g.client_config()?;
     let client = Arc::new(Client::new(cfg, stop_rx).map_err(|e| Error::Internal(e.to_string()))?);
     let ctx = Ctx {
         client,

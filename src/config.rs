@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::registry::client::ClientConfig;
+use crate::registry::governor::GovernorConfig;
 use crate::registry::origin::Origin;
 
 /// Flags every replication command shares.
@@ -34,6 +36,9 @@ pub struct Global {
     /// Upper bound on requests per second to each origin [default: found by probing].
     #[arg(long, global = true, env = "ALL_DOCS_MAX_RPS", value_name = "RPS")]
     pub max_rps: Option<f64>,
+    /// Seconds an answer may go silent before the request is abandoned and tried again.
+    #[arg(long, global = true, env = "ALL_DOCS_READ_TIMEOUT", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout: u64,
 }
 
 impl Global {
@@ -57,6 +62,19 @@ impl Global {
             Error::usage("no replication origin: pass --replicate-origin URL or set ALL_DOCS_REPLICATE_ORIGIN")
         })?;
         Origin::parse(url).map_err(|e| Error::usage(format!("--replicate-origin: {e}")))
+    }
+
+    /// The upstream client's settings from these flags.
+    pub fn client_config(&self) -> Result<ClientConfig, Error> {
+        Ok(ClientConfig {
+            concurrency: self.concurrency as usize,
+            read_timeout: std::time::Duration::from_secs(self.read_timeout),
+            governor: GovernorConfig {
+                max_rps: self.max_rps()?,
+                ..GovernorConfig::default()
+            },
+            ..ClientConfig::default()
+        })
     }
 
     pub fn max_rps(&self) -> Result<Option<f64>, Error> {

@@ -11,8 +11,7 @@ use crate::config::Global;
 use crate::error::Error;
 use crate::handlers::Ctx;
 use crate::queue::pubsub::{self, PubSubConfig, PubSubPublisher, Publish as _, SetupOptions};
-use crate::registry::client::{Client, ClientConfig};
-use crate::registry::governor::GovernorConfig;
+use crate::registry::client::Client;
 use crate::work::{Work, WorkItem};
 
 use super::auth::{PushAuth, PushAuthConfig};
@@ -125,14 +124,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
     let pubsub = args.pubsub.config()?;
     let store = open_store(&g.store.to_string_lossy()).await?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let client_config = ClientConfig {
-        concurrency: g.concurrency as usize,
-        governor: GovernorConfig {
-            max_rps: g.max_rps()?,
-            ..GovernorConfig::default()
-        },
-        ..ClientConfig::default()
-    };
+    let client_config = g.client_config()?;
     let client = Arc::new(Client::new(client_config, stop_rx).map_err(|e| Error::Internal(e.to_string()))?);
     let auth = auth_config.map(|c| PushAuth::new(c, client.http().clone()));
     if auth.is_none() {
