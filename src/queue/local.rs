@@ -6,14 +6,31 @@
 //! kill -9, Ctrl-C) resumes by listing again and fetching only what is missing or changed. A
 //! partition's rows are committed (with tombstones for names gone upstream) only after all its
 //! packuments are stored.
+//!
+//! A request that still fails after the client's own retries (a burst of 5xx, resets, a storm
+//! of 429s) is not the end of it: the runner takes such packuments and listings up again in
+//! [`RETRY_ROUNDS`] later rounds, each after a longer pause, so a long run outlasts the
+//! upstream's bad minutes instead of ending with work left to redo.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
 use super::progress::Progress;
 use crate::handlers::{Ctx, HandlerError, PackumentDone};
+use crate::registry::client::FetchError;
+
+/// Later rounds for work that failed with a transient error after the client's retries.
+pub const RETRY_ROUNDS: u32 = 3;
+/// The pause before round `n` is `n` times this.
+const ROUND_PAUSE: Duration = Duration::from_secs(5);
+
+/// Whether `e` is worth another round later: the upstream kept failing or limiting.
+fn worth_another_round(e: &HandlerError) -> bool {
+    matches!(e, HandlerError::Fetch(FetchError::GaveUp { .. }))
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -42,7 +59,20 @@ pub async fn replicate(
 
 async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: RunOptions, progress: &Progress) {
     let range = format!("[{:?}, {:?})", start.unwrap_or(""), end.unwrap_or(""));
-    let (rows, diff) = match ctx.list_partition(start, end).await {
+    let mut listed = ctx.list_partition(start, end).await;
+    for round in 1..=RETRY_ROUNDS {
+        match &listed {
+            Err(e) if worth_another_round(e) => {
+                tracing::info!(partition = %range, round, error = %e, "listing failed; trying again later");
+                if !ctx.client.sleep(ROUND_PAUSE * round).await {
+                    return;
+                }
+                listed = ctx.list_partition(start, end).await;
+            }
+            _ => break,
+        }
+    }
+    let (rows, diff) = match listed {
         Ok(v) => v,
         Err(_) if ctx.client.stopping() => return,
         Err(e) => {
@@ -81,17 +111,49 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
     }
 }
 
-/// Runs the packument handler over `items` (`(name, rev)`); returns how many failed.
+/// Runs the packument handler over `items` (`(name, rev)`), then up to [`RETRY_ROUNDS`] more
+/// rounds over those that failed transiently; returns how many are not done.
 pub async fn fetch_all<'a>(
     ctx: &Ctx,
     items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     parallelism: usize,
     progress: &Progress,
 ) -> u64 {
+    let (mut failed, mut again) = fetch_round(ctx, items, parallelism, progress, RETRY_ROUNDS == 0).await;
+    for round in 1..=RETRY_ROUNDS {
+        if again.is_empty() {
+            break;
+        }
+        tracing::info!(
+            packuments = again.len(),
+            round,
+            "trying again the packuments that failed transiently"
+        );
+        if !ctx.client.sleep(ROUND_PAUSE * round).await {
+            break; // stopping: what is left is not done
+        }
+        let items = again.iter().map(|(n, r)| (n.as_str(), r.as_deref()));
+        let (f, next) = fetch_round(ctx, items, parallelism, progress, round == RETRY_ROUNDS).await;
+        failed += f;
+        again = next;
+    }
+    failed + again.len() as u64
+}
+
+/// One round: returns how many failed for good, and those worth another round (unless this is
+/// the `last` round, where every failure counts).
+async fn fetch_round<'a>(
+    ctx: &Ctx,
+    items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    parallelism: usize,
+    progress: &Progress,
+    last: bool,
+) -> (u64, Vec<(String, Option<String>)>) {
     let failed = std::sync::atomic::AtomicU64::new(0);
+    let again = parking_lot::Mutex::new(Vec::new());
     futures_util::stream::iter(items)
         .for_each_concurrent(parallelism.max(1), |(name, rev)| {
-            let failed = &failed;
+            let (failed, again) = (&failed, &again);
             async move {
                 match ctx
                     .packument_waiting_for_the_cdn(name, rev, std::time::Duration::from_secs(63))
@@ -114,8 +176,12 @@ pub async fn fetch_all<'a>(
                     }
                     // Stopped by Ctrl-C: not a failure, just not done (the partition is not
                     // committed, and the next run picks the name up).
-                    Err(HandlerError::Fetch(crate::registry::client::FetchError::Cancelled { .. })) => {
+                    Err(HandlerError::Fetch(FetchError::Cancelled { .. })) => {
                         failed.fetch_add(1, Relaxed);
+                    }
+                    Err(e) if !last && worth_another_round(&e) => {
+                        tracing::debug!(package = name, error = %e, "packument failed; another round later");
+                        again.lock().push((name.to_owned(), rev.map(str::to_owned)));
                     }
                     Err(e) => {
                         failed.fetch_add(1, Relaxed);
@@ -127,5 +193,5 @@ pub async fn fetch_all<'a>(
             }
         })
         .await;
-    failed.load(Relaxed)
+    (failed.load(Relaxed), again.into_inner())
 }
