@@ -290,7 +290,7 @@ async fn handle_push(
         }
     };
     let Delivery { item, info } = delivery;
-    let outcome = match tokio::time::timeout(state.budget, run(state, &item)).await {
+    let outcome = match tokio::time::timeout(state.budget, run_patiently(state, &item)).await {
         Ok(o) => o,
         Err(_) => Outcome::OutOfTime(state.budget),
     };
@@ -355,6 +355,28 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Runs the item, and again after a pause while a dependency (the store, Pub/Sub) is down, for
+/// up to a quarter of the budget (30 s at most). Handlers are idempotent, so running again is
+/// safe; waiting here instead of answering 503 at once keeps a short outage (a restarting
+/// store, a network blip) from spending the message's delivery attempts, which Pub/Sub counts
+/// toward the dead-letter limit on every nack.
+async fn run_patiently(state: &AppState, item: &WorkItem) -> Outcome {
+    let patience = (state.budget / 4).min(Duration::from_secs(30));
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let outcome = run(state, item).await;
+        if !matches!(outcome, Outcome::Dependency(_)) || started.elapsed() + pause > patience {
+            return outcome;
+        }
+        tracing::info!(item = %item.id, error = %outcome, wait_ms = pause.as_millis() as u64, "a dependency failed; trying again shortly");
+        if !state.ctx.client.sleep(pause).await {
+            return outcome;
+        }
+        pause = (pause * 2).min(Duration::from_secs(4));
+    }
 }
 
 /// Runs one item's work.
