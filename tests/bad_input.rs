@@ -403,6 +403,9 @@ fn a_full_disk_fails_the_run_without_a_partial_entry_and_the_next_run_completes(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// (row, endpoint, bearer token, body, status, needle in the answer)
+type ServiceCase<'a> = (&'a str, &'a str, Option<String>, Vec<u8>, u16, &'a str);
+
 const AUDIENCE: &str = "https://all-docs.example.run.app/work";
 const SERVICE_ACCOUNT: &str = "push@all-docs-test.iam.gserviceaccount.com";
 
@@ -488,8 +491,7 @@ async fn every_service_row_is_a_4xx_that_stores_and_publishes_nothing() {
     let packument = r#"{"type":"packument","payload":{"packageName":"lodash"}}"#;
     let huge = vec![b' '; 17 * 1024 * 1024];
 
-    // (row, endpoint, token, body, status, needle)
-    let cases: Vec<(&str, &str, Option<String>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<ServiceCase> = vec![
         (
             "S01",
             "packument",

@@ -2,34 +2,12 @@
 //! processes on 127.0.0.1. Every test ends by comparing the replica's index with the
 //! simulator's truth.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{all_docs, assert_ok, run, store, Sim, BIN};
-
-/// The replica's index equals the simulator's truth, and every entry verifies.
-fn assert_replica_matches(store: &Path, sim: &Sim) {
-    let index = run(store, sim, &["cache", "create-index"]);
-    assert_ok(&index, "cache create-index");
-    let ours = String::from_utf8(index.stdout).unwrap();
-    let truth = sim.truth();
-    if ours != truth {
-        let a: std::collections::BTreeSet<&str> = ours.lines().collect();
-        let b: std::collections::BTreeSet<&str> = truth.lines().collect();
-        let missing: Vec<_> = b.difference(&a).take(5).collect();
-        let extra: Vec<_> = a.difference(&b).take(5).collect();
-        panic!(
-            "replica differs from the truth: {} vs {} lines; missing {missing:?}; extra {extra:?}",
-            a.len(),
-            b.len()
-        );
-    }
-    let validate = run(store, sim, &["cache", "validate"]);
-    assert_ok(&validate, "cache validate");
-}
+use common::{all_docs, assert_ok, assert_replica_matches, run, store, Sim, BIN};
 
 #[test]
 fn replicates_50k_packages_exactly_and_a_second_run_downloads_no_bodies() {

@@ -4,39 +4,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::cloud::{wait_until, Gcs, PubSub, Service};
+use common::cloud::{parse_index, wait_until, Gcs, PubSub, Service};
 use common::Sim;
 use serde_json::Value;
 use sha2::Digest as _;
-
-/// `name\trev` lines of a replica in a bucket, read with nothing but the GCS JSON API: object
-/// names end with the hex of the package name, the rev is in the object's metadata.
-async fn bucket_index(gcs: &Gcs, bucket: &str) -> BTreeMap<String, String> {
-    let mut index = BTreeMap::new();
-    for object in gcs.list(bucket, "v1/packument/").await {
-        let name = object["name"].as_str().expect("object name");
-        let hex = name.rsplit('/').next().expect("hex");
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex name"))
-            .collect();
-        let package = String::from_utf8(bytes).expect("UTF-8 name");
-        let rev = object["metadata"]["rev"].as_str().unwrap_or("").to_owned();
-        index.insert(package, rev);
-    }
-    index
-}
-
-fn parse_index(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(n, r)| (n.to_owned(), r.to_owned()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_changes_nothing() {
@@ -72,7 +46,7 @@ async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_
         Duration::from_secs(300),
         async || {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            bucket_index(&gcs, "replica").await == truth
+            gcs.index("replica").await == truth
         },
     )
     .await;

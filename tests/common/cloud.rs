@@ -4,6 +4,7 @@
 //! `ALL_DOCS_PUBSUB_EMULATOR` / `ALL_DOCS_FAKE_GCS_SERVER` say); a missing one fails the test
 //! with the command that installs it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,14 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// `sim --dump-index` text as `name -> rev`.
+pub fn parse_index(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(n, r)| (n.to_owned(), r.to_owned()))
+        .collect()
 }
 
 /// Polls `ok` every 100 ms until it is true or `timeout` passes.
@@ -171,10 +180,12 @@ impl Drop for PubSub {
     }
 }
 
-/// fake-gcs-server, in memory.
+/// fake-gcs-server, on a filesystem backend in a temporary folder.
 pub struct Gcs {
     pub url: String,
-    child: Child,
+    child: Option<Child>,
+    path: PathBuf,
+    port: u16,
     root: PathBuf,
     http: reqwest::Client,
 }
@@ -194,20 +205,35 @@ impl Gcs {
         let port = free_port();
         // The filesystem backend, in a fresh folder: the memory backend slows down linearly
         // with the number of objects (each write took ~2 ms more per 1000 objects here, so 20k
-        // documents took 8 minutes), the filesystem one stays flat.
+        // documents took 8 minutes), the filesystem one stays flat. It also keeps the objects
+        // over a restart.
         let root = std::env::temp_dir().join(format!("all-docs-fake-gcs-{}-{port}", std::process::id()));
-        let child = Command::new(&path)
+        let mut gcs = Gcs {
+            url: format!("http://127.0.0.1:{port}"),
+            child: None,
+            path,
+            port,
+            root,
+            http: http(),
+        };
+        gcs.spawn().await;
+        gcs
+    }
+
+    /// Starts the server process on this port and root, and waits until it answers.
+    async fn spawn(&mut self) {
+        let child = Command::new(&self.path)
             .args([
                 "-scheme",
                 "http",
                 "-host",
                 "127.0.0.1",
                 "-port",
-                &port.to_string(),
+                &self.port.to_string(),
                 "-backend",
                 "filesystem",
                 "-filesystem-root",
-                root.to_str().expect("UTF-8 temp dir"),
+                self.root.to_str().expect("UTF-8 temp dir"),
                 "-log-level",
                 "error",
             ])
@@ -215,19 +241,22 @@ impl Gcs {
             .stderr(Stdio::null())
             .spawn()
             .expect("start fake-gcs-server");
-        let gcs = Gcs {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-            root,
-            http: http(),
-        };
-        let url = format!("{}/storage/v1/b", gcs.url);
-        let client = gcs.http.clone();
+        self.child = Some(child);
+        let url = format!("{}/storage/v1/b", self.url);
+        let client = self.http.clone();
         wait_until("fake-gcs-server", Duration::from_secs(30), async || {
             client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
-        gcs
+    }
+
+    /// Kills the server (SIGKILL), waits `down`, and starts it again on the same port and data.
+    pub async fn restart(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child);
+        }
+        tokio::time::sleep(down).await;
+        self.spawn().await;
     }
 
     pub async fn create_bucket(&self, name: &str) {
@@ -263,6 +292,42 @@ impl Gcs {
         out
     }
 
+    /// `name -> rev` of a replica in a bucket, read with nothing but the GCS JSON API: object
+    /// names end with the hex of the package name, the rev is in the object's metadata.
+    pub async fn index(&self, bucket: &str) -> BTreeMap<String, String> {
+        let mut index = BTreeMap::new();
+        for object in self.list(bucket, "v1/packument/").await {
+            let name = object["name"].as_str().expect("object name");
+            let hex = name.rsplit('/').next().expect("hex");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex name"))
+                .collect();
+            let package = String::from_utf8(bytes).expect("UTF-8 name");
+            let rev = object["metadata"]["rev"].as_str().unwrap_or("").to_owned();
+            index.insert(package, rev);
+        }
+        index
+    }
+
+    /// Asserts every object under `prefix` has the body its `integrity` metadata promises.
+    pub async fn assert_integrity(&self, bucket: &str, prefix: &str) {
+        use sha2::Digest as _;
+        for object in self.list(bucket, prefix).await {
+            let name = object["name"].as_str().expect("object name");
+            let body = self.read(bucket, name).await;
+            let integrity = format!(
+                "sha256-{}",
+                base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body))
+            );
+            assert_eq!(
+                object["metadata"]["integrity"].as_str(),
+                Some(integrity.as_str()),
+                "{name}"
+            );
+        }
+    }
+
     /// An object's bytes.
     pub async fn read(&self, bucket: &str, name: &str) -> Vec<u8> {
         let encoded: String = url_encode(name);
@@ -289,7 +354,9 @@ fn url_encode(s: &str) -> String {
 
 impl Drop for Gcs {
     fn drop(&mut self) {
-        kill(&mut self.child);
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child);
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -297,6 +364,7 @@ impl Drop for Gcs {
 /// `all-docs serve`, with its JSON log lines collected.
 pub struct Service {
     pub url: String,
+    pub port: u16,
     child: Child,
     pub logs: Arc<Mutex<Vec<Value>>>,
 }
@@ -304,7 +372,11 @@ pub struct Service {
 impl Service {
     /// Starts the service; `env` adds or overrides variables (store, origins, emulators).
     pub fn start(env: &[(&str, &str)], args: &[&str]) -> Service {
-        let port = free_port();
+        Service::start_on(free_port(), env, args)
+    }
+
+    /// Starts the service on `port` (a restart keeps the push subscriptions' URL).
+    pub fn start_on(port: u16, env: &[(&str, &str)], args: &[&str]) -> Service {
         let mut cmd = Command::new(BIN);
         cmd.args([
             "--log-format",
@@ -348,7 +420,7 @@ impl Service {
             .unwrap_or_else(|| panic!("`listening on URL` first, got {line:?}"))
             .to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
-        Service { url, child, logs }
+        Service { url, port, child, logs }
     }
 
     /// Status codes the service answered to work requests so far (from its logs).
@@ -372,6 +444,11 @@ impl Service {
             .iter()
             .filter(|l| l["message"] == "done")
             .count()
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, requests in flight are cut.
+    pub fn sigkill(&mut self) {
+        kill(&mut self.child);
     }
 
     pub fn pid(&self) -> u32 {

@@ -42,6 +42,27 @@ pub fn assert_ok(out: &Output, what: &str) {
     );
 }
 
+/// The replica's index equals the simulator's truth, and every entry verifies.
+pub fn assert_replica_matches(store: &Path, sim: &Sim) {
+    let index = run(store, sim, &["cache", "create-index"]);
+    assert_ok(&index, "cache create-index");
+    let ours = String::from_utf8(index.stdout).unwrap();
+    let truth = sim.truth();
+    if ours != truth {
+        let a: std::collections::BTreeSet<&str> = ours.lines().collect();
+        let b: std::collections::BTreeSet<&str> = truth.lines().collect();
+        let missing: Vec<_> = b.difference(&a).take(5).collect();
+        let extra: Vec<_> = a.difference(&b).take(5).collect();
+        panic!(
+            "replica differs from the truth: {} vs {} lines; missing {missing:?}; extra {extra:?}",
+            a.len(),
+            b.len()
+        );
+    }
+    let validate = run(store, sim, &["cache", "validate"]);
+    assert_ok(&validate, "cache validate");
+}
+
 /// A simulator process; stopped on drop.
 pub struct Sim {
     pub url: String,
