@@ -333,6 +333,13 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
             vec!["a-file/store", "cannot create the store folder", "Not a directory"],
         ),
         (
+            "C22",
+            // A folder nobody may create, even root: /sys is a kernel file system.
+            all_docs(Path::new("/sys/all-docs-store"), sim, &["replicate"]),
+            2,
+            vec!["/sys/all-docs-store", "cannot create the store folder"],
+        ),
+        (
             "C24",
             all_docs(&dir, sim, &["--max-rps", "0", "replicate"]),
             2,
