@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::changes::Page;
+use crate::work::{validate_name, NameError};
 
 /// The stored position in the change feed (the body of `v1:checkpoint:{origin}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +132,15 @@ impl Tracker {
     }
 
     /// Takes a page read at `since = cursor()`: each package's latest change becomes due now.
-    pub fn add_page(&mut self, page: &Page, now: u64) {
+    /// Rows whose id is not a valid package name are passed over and returned, for the caller
+    /// to report: they can be neither fetched nor stored safely.
+    pub fn add_page(&mut self, page: &Page, now: u64) -> Vec<NameError> {
+        let mut invalid = Vec::new();
         for c in &page.rows {
+            if let Err(e) = validate_name(&c.id) {
+                invalid.push(e);
+                continue;
+            }
             match self.pending.get_mut(&c.id) {
                 Some(p) => {
                     p.seq = p.seq.min(c.seq);
@@ -156,6 +164,7 @@ impl Tracker {
             }
         }
         self.cursor = self.cursor.max(page.last_seq);
+        invalid
     }
 
     /// The tasks due at `now`, in name order.
@@ -272,6 +281,27 @@ mod tests {
         t.done(&t.due(3000)[0].clone());
         assert_eq!(t.checkpoint(), 16);
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn an_invalid_name_in_the_feed_is_returned_and_does_not_hold_the_checkpoint() {
+        let mut t = Tracker::new(0, 1000, 4000);
+        let invalid = t.add_page(
+            &page(
+                &[
+                    (1, "_design/app", "1-a", false),
+                    (2, "ok", "1-b", false),
+                    (3, "../x", "1-c", true),
+                ],
+                3,
+            ),
+            0,
+        );
+        assert_eq!(invalid.len(), 2, "{invalid:?}");
+        let due = t.due(0);
+        assert_eq!(due.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["ok"]);
+        t.done(&due[0]);
+        assert_eq!(t.checkpoint(), 3);
     }
 
     #[test]

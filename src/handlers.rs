@@ -97,7 +97,16 @@ impl Ctx {
         start: Option<&str>,
         end: Option<&str>,
     ) -> Result<(Vec<Row>, RowDiff), HandlerError> {
-        let rows = alldocs::list_range(&self.client, &self.replicate, start, end).await?;
+        let listed = alldocs::list_range(&self.client, &self.replicate, start, end).await?;
+        // A name no registry would accept (`_design/app`, `../x`) cannot be fetched or stored
+        // safely; it is reported, and the rest of the range goes on.
+        let (rows, invalid): (Vec<Row>, Vec<Row>) =
+            listed.into_iter().partition(|r| work::validate_name(&r.id).is_ok());
+        for row in &invalid {
+            if let Err(e) = work::validate_name(&row.id) {
+                tracing::warn!(error = %e, "listed upstream under an invalid package name: not replicated");
+            }
+        }
         let previous = self.stored_rows(start, end).await?;
         let diff = work::diff_rows(&previous, rows.iter().map(|r| (r.id.as_str(), r.rev.as_str())));
         Ok((rows, diff))

@@ -152,7 +152,9 @@ async fn read_feed(ctx: &Ctx, tracker: &mut Tracker, now: u64) -> Result<u64, Fe
     while tracker.cursor() < upstream {
         let page = changes::read_page(&ctx.client, &ctx.replicate, tracker.cursor(), PAGE_LIMIT).await?;
         let empty = page.rows.is_empty() && page.last_seq <= tracker.cursor();
-        tracker.add_page(&page, now);
+        for e in tracker.add_page(&page, now) {
+            tracing::warn!(error = %e, "the change feed names an invalid package: not replicated");
+        }
         if empty || tracker.pending() >= PAGE_LIMIT * 4 {
             break;
         }

@@ -193,7 +193,9 @@ async fn run_changes(state: &AppState) -> Outcome {
         Err(e) => return Outcome::from_handler(e.into()),
     };
     let mut tracker = Tracker::new(cp.seq, 1, 1);
-    tracker.add_page(&page, now);
+    for e in tracker.add_page(&page, now) {
+        tracing::warn!(error = %e, "the change feed names an invalid package: not replicated");
+    }
     let (deleted, changed): (Vec<_>, Vec<_>) = tracker.due(now).into_iter().partition(|t| t.deleted);
     for task in &deleted {
         if let Err(e) = ctx.apply_change(task).await {
