@@ -365,6 +365,71 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
     assert_eq!(covered, table_rows('C'), "docs/errors.md rows vs the cases here");
 }
 
+#[test]
+fn upstream_rows_invalid_names_are_reported_and_the_rest_is_replicated() {
+    let dir = store("bad-upstream");
+    let inputs = store("bad-upstream-inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let names = inputs.join("names.txt");
+    std::fs::write(&names, "alpha\nbeta\n_design/app\n../evil\ngamma\n.hidden\n").unwrap();
+    let names = names.to_str().unwrap();
+    let sim = Sim::start_with(&["--port", "0", "--names-file", names], &["--names-file", names]);
+    let valid: String = sim
+        .truth()
+        .lines()
+        .filter(|l| ["alpha\t", "beta\t", "gamma\t"].iter().any(|p| l.starts_with(p)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(valid.lines().count(), 3);
+    let bad = ["\"_design/app\"", "\"../evil\"", "\".hidden\""];
+
+    // U01: through `_all_docs`.
+    let mut cmd = all_docs(&dir, &sim, &["replicate"]);
+    cmd.arg("-v"); // cancels the helper's -q: warnings show at the default level
+    let out = cmd.output().unwrap();
+    assert_ok_warning_about("U01", &out, &bad, "listed upstream under an invalid package name");
+    let index = run(&dir, &sim, &["cache", "create-index"]);
+    assert_eq!(
+        String::from_utf8_lossy(&index.stdout),
+        valid,
+        "U01: the valid names, all of them"
+    );
+
+    // U02: through `_changes`, from the start of the feed into a fresh store.
+    let fresh = store("bad-upstream-feed");
+    let mut cmd = all_docs(&fresh, &sim, &["follow", "--since", "0", "--once"]);
+    cmd.arg("-v");
+    let out = cmd.output().unwrap();
+    assert_ok_warning_about("U02", &out, &bad, "the change feed names an invalid package");
+    let index = run(&fresh, &sim, &["cache", "create-index"]);
+    assert_eq!(
+        String::from_utf8_lossy(&index.stdout),
+        valid,
+        "U02: the valid names, all of them"
+    );
+
+    assert_eq!(
+        BTreeSet::from(["U01".to_owned(), "U02".to_owned()]),
+        table_rows('U'),
+        "docs/errors.md rows vs the cases here"
+    );
+    for d in [dir, fresh, inputs] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// The command succeeded, and its log names each of `names` with `warning`.
+fn assert_ok_warning_about(row: &str, out: &Output, names: &[&str], warning: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{row}: {stderr}");
+    for name in names {
+        assert!(
+            stderr.lines().any(|l| l.contains(warning) && l.contains(name)),
+            "{row}: no warning naming {name}:\n{stderr}"
+        );
+    }
+}
+
 /// C23: writes fail part-way (a file-size limit makes every write past 64 KiB fail with
 /// `EFBIG`, as a full disk fails with `ENOSPC`). The run fails naming what it could not write,
 /// leaves no partial entry, and the next run completes.
