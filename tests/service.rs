@@ -6,11 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use common::cloud::{parse_index, wait_until, Gcs, PubSub, Service};
+use common::cloud::{integrity_of, parse_index, wait_until, Gcs, PubSub, Service};
 use common::Sim;
 use serde_json::Value;
-use sha2::Digest as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_changes_nothing() {
@@ -88,13 +86,9 @@ async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_
     for object in after.iter().step_by(997) {
         let name = object["name"].as_str().unwrap();
         let body = gcs.read("replica", name).await;
-        let integrity = format!(
-            "sha256-{}",
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body))
-        );
         assert_eq!(
             object["metadata"]["integrity"].as_str(),
-            Some(integrity.as_str()),
+            Some(integrity_of(&body).as_str()),
             "{name}"
         );
         if name.starts_with("v1/packument/") {

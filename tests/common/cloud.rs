@@ -26,6 +26,15 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The `integrity` a stored body must carry: `sha256-<base64>`.
+pub fn integrity_of(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body))
+    )
+}
+
 /// `sim --dump-index` text as `name -> rev`.
 pub fn parse_index(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -312,17 +321,12 @@ impl Gcs {
 
     /// Asserts every object under `prefix` has the body its `integrity` metadata promises.
     pub async fn assert_integrity(&self, bucket: &str, prefix: &str) {
-        use sha2::Digest as _;
         for object in self.list(bucket, prefix).await {
             let name = object["name"].as_str().expect("object name");
             let body = self.read(bucket, name).await;
-            let integrity = format!(
-                "sha256-{}",
-                base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body))
-            );
             assert_eq!(
                 object["metadata"]["integrity"].as_str(),
-                Some(integrity.as_str()),
+                Some(integrity_of(&body).as_str()),
                 "{name}"
             );
         }
