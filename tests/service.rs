@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::cloud::{integrity_of, parse_index, wait_until, Gcs, PubSub, Service};
-use common::Sim;
+use common::{Sim, TempDir};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,16 +15,7 @@ async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_
     let sim = Sim::start(&["--packages", "20000", "--seed", "6"], &[]);
     let (pubsub, gcs) = tokio::join!(PubSub::start(), Gcs::start());
     gcs.create_bucket("replica").await;
-    let service = Service::start(
-        &[
-            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
-            ("STORAGE_EMULATOR_HOST", &gcs.url),
-            ("ALL_DOCS_STORE", "gs://replica"),
-            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
-            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
-        ],
-        &[],
-    );
+    let service = Service::for_sim(&sim.url, &pubsub, "gs://replica", Some(&gcs), &[]);
     // No retry policy: the emulator's (0.8.20) retry-policy backoff stops redelivering for good
     // once its expiry task meets a message nacked by several failures at once (seen in CI).
     pubsub.setup(&service.url, &["--no-retry-policy", "--max-delivery-attempts", "10"]);
@@ -102,16 +93,8 @@ async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_
 async fn a_poison_message_reaches_the_dead_letter_subscription_intact() {
     let sim = Sim::start(&["--packages", "100"], &[]);
     let pubsub = PubSub::start().await;
-    let dir = tempdir();
-    let service = Service::start(
-        &[
-            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
-            ("ALL_DOCS_STORE", dir.to_str().unwrap()),
-            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
-            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
-        ],
-        &[],
-    );
+    let dir = TempDir::new("service");
+    let service = Service::for_sim(&sim.url, &pubsub, dir.as_str(), None, &[]);
     pubsub.setup(
         &service.url,
         &[
@@ -182,25 +165,17 @@ async fn rate_limiting_makes_the_service_answer_429_and_the_run_still_completes_
         ],
     );
     let pubsub = PubSub::start().await;
-    let dir = tempdir();
-    let service = Service::start(
-        &[
-            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
-            ("ALL_DOCS_STORE", dir.to_str().unwrap()),
-            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
-            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
-        ],
-        // A 429 pauses the origin for 2 s, as long as a request may take: requests that meet
-        // more than 1 s of pause answer 429 at once, and Pub/Sub delivers them again.
-        &["--request-budget", "2"],
-    );
+    let dir = TempDir::new("service-rl");
+    // A 429 pauses the origin for 2 s, as long as a request may take: requests that meet more
+    // than 1 s of pause answer 429 at once, and Pub/Sub delivers them again.
+    let service = Service::for_sim(&sim.url, &pubsub, dir.as_str(), None, &["--request-budget", "2"]);
     // No retry policy, so a nacked message comes back at once: with one, the emulator (0.8.20,
     // unlike Pub/Sub) stops redelivering when many messages of a subscription fail together,
     // which is what a 429 storm does (this test timed out in CI that way).
     pubsub.setup(&service.url, &["--no-retry-policy", "--max-delivery-attempts", "100"]);
     pubsub.publish(&["--partitions", "4"]);
     let truth = sim.truth();
-    let store = dir.clone();
+    let store = dir.path().to_path_buf();
     wait_until("4 partitions committed", Duration::from_secs(600), async || {
         std::fs::read_dir(store.join("v1/partition")).is_ok_and(|d| d.flat_map(|o| o.ok()).count() > 0)
             && index_of(&store, &sim) == truth
@@ -229,16 +204,6 @@ fn index_of(store: &std::path::Path, _sim: &Sim) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "all-docs-service-{}-{}",
-        std::process::id(),
-        common::cloud::free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_ticks_keep_the_replica_equal_to_the_truth_deletions_included() {
     let sim = Sim::start(
@@ -246,22 +211,14 @@ async fn change_ticks_keep_the_replica_equal_to_the_truth_deletions_included() {
         &["--changes-per-sec", "30", "--cdn-lag-secs", "1"],
     );
     let pubsub = PubSub::start().await;
-    let dir = tempdir();
-    let service = Service::start(
-        &[
-            ("PUBSUB_EMULATOR_HOST", &pubsub.host),
-            ("ALL_DOCS_STORE", dir.to_str().unwrap()),
-            ("ALL_DOCS_REPLICATE_ORIGIN", &sim.url),
-            ("ALL_DOCS_REGISTRY_ORIGIN", &sim.url),
-        ],
-        &[],
-    );
+    let dir = TempDir::new("service");
+    let service = Service::for_sim(&sim.url, &pubsub, dir.as_str(), None, &[]);
     // No retry policy: see the rate-limit test (stale documents are nacked until the CDN
     // catches up, many at once).
     pubsub.setup(&service.url, &["--no-retry-policy", "--max-delivery-attempts", "100"]);
     // The bootstrap runs while documents change.
     pubsub.publish(&["--partitions", "4"]);
-    let store = dir.clone();
+    let store = dir.path().to_path_buf();
     wait_until("4 partitions committed", Duration::from_secs(300), async || {
         std::fs::read_dir(store.join("v1/partition")).is_ok_and(|d| d.flat_map(|o| o.ok()).count() == 1)
             && std::fs::read_dir(store.join("v1/partition"))
@@ -292,7 +249,7 @@ async fn change_ticks_keep_the_replica_equal_to_the_truth_deletions_included() {
         .as_u64()
         .unwrap();
     let truth = get("/-/sim/index").await;
-    let checkpoint = dir.join("v1/checkpoint");
+    let checkpoint = dir.path().join("v1/checkpoint");
     wait_until("the replica equals the truth", Duration::from_secs(300), async || {
         pubsub.publish_raw("changes", b"{}").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -310,7 +267,7 @@ async fn change_ticks_keep_the_replica_equal_to_the_truth_deletions_included() {
     })
     .await;
     let stats = std::process::Command::new(common::BIN)
-        .args(["--store", dir.to_str().unwrap(), "cache", "stats"])
+        .args(["--store", dir.as_str(), "cache", "stats"])
         .output()
         .unwrap();
     let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();

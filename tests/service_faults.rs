@@ -18,7 +18,6 @@ struct Run {
     pubsub: PubSub,
     gcs: Gcs,
     service: Service,
-    env: Vec<(String, String)>,
 }
 
 impl Run {
@@ -26,17 +25,7 @@ impl Run {
         let sim = Sim::start(&["--packages", &PACKAGES.to_string(), "--seed", seed], &[]);
         let (pubsub, gcs) = tokio::join!(PubSub::start(), Gcs::start());
         gcs.create_bucket("replica").await;
-        let env: Vec<(String, String)> = [
-            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
-            ("STORAGE_EMULATOR_HOST", gcs.url.as_str()),
-            ("ALL_DOCS_STORE", "gs://replica"),
-            ("ALL_DOCS_REPLICATE_ORIGIN", sim.url.as_str()),
-            ("ALL_DOCS_REGISTRY_ORIGIN", sim.url.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let service = Service::start(&pairs(&env), &[]);
+        let service = Service::for_sim(&sim.url, &pubsub, "gs://replica", Some(&gcs), &[]);
         // No retry policy: see tests/service.rs (the emulator's backoff stops redelivering).
         pubsub.setup(&service.url, &["--no-retry-policy", "--max-delivery-attempts", "100"]);
         pubsub.publish(&["--partitions", "8"]);
@@ -45,7 +34,6 @@ impl Run {
             pubsub,
             gcs,
             service,
-            env,
         }
     }
 
@@ -78,19 +66,12 @@ impl Run {
     }
 }
 
-fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_killed_mid_run_resumes_from_redelivery_and_loses_nothing() {
     let mut run = Run::start("31").await;
     run.wait_done(PACKAGES / 4).await;
     // SIGKILL: requests in flight are cut, their messages are not acknowledged.
-    run.service.sigkill();
-    let port = run.service.port;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    run.service = Service::start_on(port, &pairs(&run.env), &[]);
+    run.service.sigkill_and_restart(Duration::from_millis(500));
     run.assert_complete().await;
     assert!(run.service.done_count() > 0, "the new process finished the run");
 }

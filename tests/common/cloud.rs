@@ -369,6 +369,8 @@ impl Drop for Gcs {
 pub struct Service {
     pub url: String,
     pub port: u16,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
     child: Child,
     pub logs: Arc<Mutex<Vec<Value>>>,
 }
@@ -424,7 +426,39 @@ impl Service {
             .unwrap_or_else(|| panic!("`listening on URL` first, got {line:?}"))
             .to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
-        Service { url, port, child, logs }
+        Service {
+            url,
+            port,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child,
+            logs,
+        }
+    }
+
+    /// The service for a simulator at `sim_url` (both origins), publishing to `pubsub`, with the
+    /// replica in `store`: a folder, or `gs://BUCKET` on `gcs`.
+    pub fn for_sim(sim_url: &str, pubsub: &PubSub, store: &str, gcs: Option<&Gcs>, args: &[&str]) -> Service {
+        let mut env = vec![
+            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+            ("ALL_DOCS_STORE", store),
+            ("ALL_DOCS_REPLICATE_ORIGIN", sim_url),
+            ("ALL_DOCS_REGISTRY_ORIGIN", sim_url),
+        ];
+        if let Some(gcs) = gcs {
+            env.push(("STORAGE_EMULATOR_HOST", gcs.url.as_str()));
+        }
+        Service::start(&env, args)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown: requests in flight are cut), then starts a
+    /// new one with the same settings on the same port, after `down`.
+    pub fn sigkill_and_restart(&mut self, down: Duration) {
+        kill(&mut self.child);
+        std::thread::sleep(down);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        *self = Service::start_on(self.port, &env, &args);
     }
 
     /// Status codes the service answered to work requests so far (from its logs).
@@ -448,11 +482,6 @@ impl Service {
             .iter()
             .filter(|l| l["message"] == "done")
             .count()
-    }
-
-    /// Kills the process with SIGKILL: no shutdown, requests in flight are cut.
-    pub fn sigkill(&mut self) {
-        kill(&mut self.child);
     }
 
     pub fn pid(&self) -> u32 {

@@ -16,6 +16,31 @@ pub fn store(tag: &str) -> PathBuf {
     dir
 }
 
+/// A fresh folder under the temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = store(tag);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp dir")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `all-docs --store STORE` with both origins at the simulator, quiet, then `args`.
 pub fn all_docs(store: &Path, sim: &Sim, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
