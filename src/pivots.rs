@@ -8,7 +8,8 @@
 //! [`ranges`] turns pivots into half-open ranges `[p0, p1), [p1, p2), ..., [pn, null)`, and
 //! [`plan`] makes equal-count pivots from a sorted name list. No I/O here.
 
-/// A parsed pivot list: `None` only at the front, for an open start.
+/// A parsed pivot list: `None` only at the front, for an open start. Errors count pivots from 1,
+/// as a person reading the file does (the `index` fields count from 0).
 pub type Pivots = Vec<Option<String>>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,11 +18,11 @@ pub enum PivotsError {
     Syntax { line: usize, col: usize, msg: String },
     #[error("the pivot list is empty")]
     Empty,
-    #[error("pivot {index} is null; only the first pivot may be null (an open start)")]
+    #[error("pivot {} is null; only the first pivot may be null (an open start)", index + 1)]
     NullNotFirst { index: usize },
-    #[error("pivots are not sorted: {prev:?} (pivot {}) is not before {next:?} (pivot {index}) in byte order", index - 1)]
+    #[error("pivots are not sorted: {prev:?} (pivot {index}) is not before {next:?} (pivot {}) in byte order", index + 1)]
     Unsorted { index: usize, prev: String, next: String },
-    #[error("pivot {index} repeats {value:?}")]
+    #[error("pivot {} repeats {value:?}", index + 1)]
     Duplicate { index: usize, value: String },
 }
 

@@ -241,7 +241,7 @@ pub enum NameError {
     Control(String),
     #[error("package name {0:?} starts with `.` or `_`")]
     LeadingDotOrUnderscore(String),
-    #[error("package name {0:?} contains a path traversal (`..` or an encoded form)")]
+    #[error("package name {0:?} contains a path traversal (a `..` segment or an encoded form)")]
     Traversal(String),
     #[error("package name {0:?} is not `name` or `@scope/name`")]
     Shape(String),
@@ -265,8 +265,14 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(NameError::Control(name.to_owned()));
     }
+    // `..` inside a name (`a..b`) is a legal npm name; only a whole `.`/`..` path segment, an
+    // encoded dot or slash, or a backslash could walk out of a path.
     let lower = name.to_ascii_lowercase();
-    if name.contains("..") || lower.contains("%2e") || lower.contains("%2f") || name.contains('\\') {
+    if name.split('/').any(|seg| seg == ".." || seg == ".")
+        || lower.contains("%2e")
+        || lower.contains("%2f")
+        || name.contains('\\')
+    {
         return Err(NameError::Traversal(name.to_owned()));
     }
     let unscoped = match name.strip_prefix('@') {
@@ -458,13 +464,23 @@ mod tests {
 
     #[test]
     fn package_name_rules() {
-        for ok in ["lodash", "@types/node", "JSONStream", "-", "9lives", "café", "a.b_c-d"] {
+        for ok in [
+            "lodash",
+            "@types/node",
+            "JSONStream",
+            "-",
+            "9lives",
+            "café",
+            "a.b_c-d",
+            "a..b",
+            "@s/a..b",
+        ] {
             assert_eq!(validate_name(ok), Ok(()), "{ok}");
         }
         let long = "a".repeat(215);
         for bad in [
-            "", &long, "..", "a/../b", "%2e%2e", "%2E%2E", "a\nb", "a b", "\u{7f}x", ".hidden", "_private", "@s/.x",
-            "@/x", "@s/", "a/b", "@s/a/b", "a\\b",
+            "", &long, "..", "../etc", "a/../b", "@s/..", "%2e%2e", "%2E%2E", "a\nb", "a b", "\u{7f}x", ".hidden",
+            "_private", "@s/.x", "@/x", "@s/", "a/b", "@s/a/b", "a\\b",
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be refused");
         }
