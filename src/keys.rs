@@ -216,10 +216,12 @@ pub fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
-/// Whether `s` could be an [`origin_id`] (empty is left to the caller's own error).
+/// Whether `s` could be an [`origin_id`] (empty is left to the caller's own error): never a
+/// leading `.`, so never a `.` or `..` folder.
 fn is_origin_id(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
 /// A short, stable, key-safe identifier of an origin URL: its host and port, lowercased, with
@@ -239,10 +241,12 @@ pub fn origin_id(origin: &str) -> String {
             }
         })
         .collect();
+    // A leading `.` would make `.` or `..` a folder of the file store.
+    let id = id.trim_start_matches('.');
     if id.is_empty() {
         "origin".to_owned()
     } else {
-        id
+        id.to_owned()
     }
 }
 
@@ -257,12 +261,16 @@ mod tests {
             "v1:packument:127.0.0/6-5984:6c6f64617368",
             "v1:checkpoint:A",
             "v1:partition:a_b::",
+            "v1:packument:..:61",
+            "v1:checkpoint:.",
         ] {
             assert!(
                 matches!(key.parse::<Key>(), Err(KeyError::Origin { .. })),
                 "{key} should be refused"
             );
         }
+        assert_eq!(origin_id("http://../"), "origin");
+        assert_eq!(origin_id("http://.x:1"), "x-1");
         let ok: Key = "v1:packument:127.0.0.1-5984:6c6f64617368".parse().unwrap();
         assert_eq!(Key::from_path(&ok.path()), Ok(ok));
     }
