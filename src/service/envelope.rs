@@ -58,20 +58,40 @@ pub enum Rejection {
     OriginNotAllowed { origin: String, allowed: String },
 }
 
-/// Refuses an item made for another registry: its `origin` (if it names one) must be one of
-/// `allowed` (the service's configured origins), compared after normalising the URL.
-pub fn check_origin(item: &WorkItem, allowed: &[&Origin]) -> Result<(), Rejection> {
+/// Refuses an item made for another registry: its `origin`, if it names one, must be the
+/// configured origin the item's work reads from (`registry` for packuments, `replicate` for the
+/// rest). Scheme and host compare without case and with the default port implied; the path
+/// compares exactly.
+pub fn check_origin(item: &WorkItem, replicate: &Origin, registry: &Origin) -> Result<(), Rejection> {
     let Some(origin) = item.origin.as_deref() else {
         return Ok(());
     };
-    let matches = Origin::parse(origin).is_ok_and(|o| allowed.iter().any(|a| a.base().eq_ignore_ascii_case(o.base())));
-    if matches {
+    let ours = match item.work {
+        crate::work::Work::Packument { .. } => registry,
+        _ => replicate,
+    };
+    if Origin::parse(origin).is_ok_and(|o| same_origin(o.base(), ours.base())) {
         return Ok(());
     }
     Err(Rejection::OriginNotAllowed {
         origin: origin.chars().take(200).collect(),
-        allowed: allowed.iter().map(|a| a.base()).collect::<Vec<_>>().join(", "),
+        allowed: ours.base().to_owned(),
     })
+}
+
+/// `scheme://host[:port]` lowercased with the scheme's default port dropped, and the path.
+fn origin_parts(base: &str) -> (String, &str) {
+    let (scheme, rest) = base.split_once("://").unwrap_or(("", base));
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let authority = authority.to_ascii_lowercase();
+    let scheme = scheme.to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(&authority).to_owned();
+    (format!("{scheme}://{authority}"), path)
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    origin_parts(a) == origin_parts(b)
 }
 
 // Pub/Sub sends both spellings of the message fields (`messageId` and `message_id`), so each
@@ -282,33 +302,49 @@ mod tests {
 
     #[test]
     fn an_item_for_another_origin_is_refused_and_one_for_ours_accepted() {
-        let ours = Origin::parse("http://127.0.0.1:5984").unwrap();
-        let item = |origin: Option<&str>| {
-            let mut item = WorkItem::new(Work::Packument {
-                name: "lodash".into(),
-                rev: None,
-            });
+        let replicate = Origin::parse("http://127.0.0.1:5984").unwrap();
+        let registry = Origin::parse("https://Registry.Example/npm").unwrap();
+        let item = |work: Work, origin: Option<&str>| {
+            let mut item = WorkItem::new(work);
             item.origin = origin.map(str::to_owned);
             item
         };
-        for fine in [None, Some("http://127.0.0.1:5984"), Some("http://127.0.0.1:5984/")] {
-            assert_eq!(check_origin(&item(fine), &[&ours]), Ok(()), "{fine:?}");
-        }
-        for other in [
-            "http://127.0.0.1:1",
-            "ftp://127.0.0.1:5984",
-            "http://127.0.0.1:5984/other",
-            "",
+        let packument = || Work::Packument {
+            name: "lodash".into(),
+            rev: None,
+        };
+        let partition = || Work::Partition { start: None, end: None };
+        for (work, fine) in [
+            (packument(), None),
+            (packument(), Some("https://registry.example/npm")),
+            (packument(), Some("https://registry.example:443/npm/")),
+            (partition(), Some("http://127.0.0.1:5984/")),
+            (partition(), Some("http://127.0.0.1:5984")),
         ] {
-            let refused = check_origin(&item(Some(other)), &[&ours]);
+            assert_eq!(
+                check_origin(&item(work, fine), &replicate, &registry),
+                Ok(()),
+                "{fine:?}"
+            );
+        }
+        for (work, other) in [
+            (packument(), "http://127.0.0.1:5984"),
+            (packument(), "https://registry.example/NPM"),
+            (packument(), "http://registry.example/npm"),
+            (partition(), "https://registry.example/npm"),
+            (partition(), "http://127.0.0.1:1"),
+            (partition(), "ftp://127.0.0.1:5984"),
+            (partition(), ""),
+        ] {
+            let refused = check_origin(&item(work, Some(other)), &replicate, &registry);
             assert!(
-                matches!(&refused, Err(Rejection::OriginNotAllowed { allowed, .. }) if allowed == "http://127.0.0.1:5984"),
+                matches!(&refused, Err(Rejection::OriginNotAllowed { .. })),
                 "{other}: {refused:?}"
             );
         }
         // The field survives the wire both ways.
-        let json = item(Some("http://127.0.0.1:5984")).to_json();
+        let json = item(packument(), Some("http://127.0.0.1:5984")).to_json();
         assert!(json.contains(r#""origin":"http://127.0.0.1:5984""#), "{json}");
-        assert!(!item(None).to_json().contains("origin"));
+        assert!(!item(packument(), None).to_json().contains("origin"));
     }
 }

@@ -271,12 +271,13 @@ async fn handle_push(
     };
     let body = &body[..];
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let allowed = [&state.ctx.registry, &state.ctx.replicate];
-    let decoded =
-        envelope::decode(endpoint, body, header).and_then(|d| match envelope::check_origin(&d.item, &allowed) {
+    let (replicate, registry) = (&state.ctx.replicate, &state.ctx.registry);
+    let decoded = envelope::decode(endpoint, body, header).and_then(|d| {
+        match envelope::check_origin(&d.item, replicate, registry) {
             Ok(()) => Ok(d),
             Err(r) => Err(Box::new((r, d.info))),
-        });
+        }
+    });
     let delivery = match decoded {
         Ok(d) => d,
         Err(refused) => {
@@ -363,7 +364,9 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// up to a quarter of the budget (30 s at most). Handlers are idempotent, so running again is
 /// safe; waiting here instead of answering 503 at once keeps a short outage (a restarting
 /// store, a network blip) from spending the message's delivery attempts, which Pub/Sub counts
-/// toward the dead-letter limit on every nack.
+/// toward the dead-letter limit on every nack. The last attempt starts within that quarter, so
+/// it keeps most of the budget. (Change-feed ticks are not re-run: the next tick is a minute
+/// away anyway.)
 async fn run_patiently(state: &AppState, item: &WorkItem) -> Outcome {
     let patience = (state.budget / 4).min(Duration::from_secs(30));
     let started = Instant::now();
@@ -375,7 +378,7 @@ async fn run_patiently(state: &AppState, item: &WorkItem) -> Outcome {
         }
         tracing::info!(item = %item.id, error = %outcome, wait_ms = pause.as_millis() as u64, "a dependency failed; trying again shortly");
         if !state.ctx.client.sleep(pause).await {
-            return outcome;
+            return Outcome::Stopping;
         }
         pause = (pause * 2).min(Duration::from_secs(4));
     }

@@ -10,6 +10,7 @@ use super::auth::AuthError;
 use super::envelope::Rejection;
 use crate::handlers::HandlerError;
 use crate::registry::client::FetchError;
+use crate::store::StoreError;
 
 /// The end of one push request.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,12 @@ impl Outcome {
             HandlerError::Fetch(FetchError::GaveUp { rate_limited: true, .. }) => {
                 Outcome::Throttled(Duration::from_secs(10))
             }
-            HandlerError::Fetch(FetchError::Store(e)) | HandlerError::Store(e) => Outcome::Dependency(e.to_string()),
+            // A corrupt entry or a bad prefix does not heal by waiting; the rest is the store
+            // (or a concurrent writer) and may.
+            HandlerError::Fetch(FetchError::Store(e)) | HandlerError::Store(e) => match e {
+                StoreError::Corrupt { .. } | StoreError::Prefix(_) => Outcome::Internal(e.to_string()),
+                _ => Outcome::Dependency(e.to_string()),
+            },
             e @ (HandlerError::Fetch(_) | HandlerError::ListedButMissing(_) | HandlerError::Stale { .. }) => {
                 Outcome::Upstream(e.to_string())
             }
@@ -189,6 +195,22 @@ mod tests {
         };
         assert_eq!(status(&gave_up(true)), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(status(&gave_up(false)), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn only_store_errors_that_can_heal_are_a_dependency_to_wait_for() {
+        let store = |e: StoreError| Outcome::from_handler(HandlerError::Store(e));
+        let down = store(StoreError::Unavailable {
+            key: "k".into(),
+            reason: "connection refused".into(),
+        });
+        assert!(matches!(down, Outcome::Dependency(_)), "{down:?}");
+        let corrupt = store(StoreError::Corrupt {
+            key: "k".into(),
+            reason: "integrity mismatch".into(),
+        });
+        assert!(matches!(corrupt, Outcome::Internal(_)), "{corrupt:?}");
+        assert!(matches!(store(StoreError::Prefix("x".into())), Outcome::Internal(_)));
     }
 
     #[test]
