@@ -9,6 +9,7 @@
 
 use all_docs::keys::{self, Key};
 use all_docs::pivots;
+use all_docs::registry::origin::Origin;
 use all_docs::registry::{alldocs, changes};
 use all_docs::service::envelope;
 use all_docs::work::{Work, WorkItem};
@@ -51,12 +52,20 @@ fn check_item(item: &WorkItem) {
     }
 }
 
-/// A push request body for each endpoint: a delivery is always for that endpoint.
+/// A push request body for each endpoint: a delivery is always for that endpoint, and the
+/// origin check accepts only an item that names no origin or a configured one.
 pub fn envelope(data: &[u8]) {
+    let replicate = Origin::parse("http://127.0.0.1:5984").expect("origin");
+    let registry = Origin::parse("https://registry.example/npm").expect("origin");
     for endpoint in ["partition-set", "partition", "packument"] {
         if let Ok(delivery) = envelope::decode(endpoint, data, |_| None) {
             assert_eq!(delivery.item.work.kind(), endpoint);
             check_item(&delivery.item);
+            if envelope::check_origin(&delivery.item, &replicate, &registry).is_ok() {
+                if let Some(origin) = &delivery.item.origin {
+                    assert!(Origin::parse(origin).is_ok(), "accepted origin {origin:?}");
+                }
+            }
         }
     }
 }

@@ -161,6 +161,7 @@ fn splitmix(state: &mut u64) -> u64 {
 #[test]
 fn killed_with_sigkill_at_random_points_then_resumed_loses_nothing() {
     const PACKAGES: u64 = 4000;
+    let mut kills = 0;
     for seed in 1..=5u64 {
         let sim = Sim::start(
             &["--packages", "4000", "--seed", &seed.to_string()],
@@ -170,8 +171,8 @@ fn killed_with_sigkill_at_random_points_then_resumed_loses_nothing() {
         let mut rng = seed;
         // One to three kills per seed, each after a random number of upstream requests (the
         // first ones can land while partitions are still being listed).
-        let kills = 1 + splitmix(&mut rng) % 3;
-        for k in 0..kills {
+        let rounds = 1 + splitmix(&mut rng) % 3;
+        for _ in 0..rounds {
             let before = sim.stats()["requests"].as_u64().unwrap_or(0);
             let after = 1 + splitmix(&mut rng) % (PACKAGES / 2);
             let mut child = all_docs(&dir, &sim, &["replicate"])
@@ -186,18 +187,20 @@ fn killed_with_sigkill_at_random_points_then_resumed_loses_nothing() {
                 }
                 if sim.stats()["requests"].as_u64().unwrap_or(0) >= before + after {
                     child.kill().expect("SIGKILL");
+                    kills += 1;
+                    eprintln!("seed {seed}: killed after {after} requests");
                     break;
                 }
                 assert!(Instant::now() < deadline, "seed {seed}: no progress");
                 std::thread::sleep(Duration::from_millis(5));
             }
             let _ = child.wait();
-            eprintln!("seed {seed}: kill {k} after {after} requests");
         }
         assert_ok(&run(&dir, &sim, &["replicate"]), "the resumed replicate");
         assert_replica_matches(&dir, &sim);
         let _ = std::fs::remove_dir_all(&dir);
     }
+    assert!(kills >= 5, "{kills} kills landed over 5 seeds");
 }
 
 #[test]

@@ -92,4 +92,9 @@ async fn fake_gcs_restarted_mid_run_loses_nothing() {
         .filter(|l| l["message"] == "a dependency failed; trying again shortly")
         .count();
     assert!(waited > 0, "the outage was seen and waited out inside requests");
+    let statuses = run.service.statuses();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no request answered anything but 200, so no delivery attempt was spent: {statuses:?}"
+    );
 }

@@ -21,7 +21,10 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = store(tag);
+        // Tests of one binary share a process id: a counter keeps their folders apart.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = store(&format!("{tag}-{n}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
     }
