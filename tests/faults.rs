@@ -38,7 +38,7 @@ fn injected(stats: &serde_json::Value, kind: &str) {
 fn bursts_of_5xx_lose_nothing() {
     // Half of all answers are 500/502/503: runs of several in a row are common.
     injected(
-        &survives("f-5xx", "1500", &["--faults", "status5xx=0.5"], &[]),
+        &survives("f-5xx", "1000", &["--faults", "status5xx=0.5"], &[]),
         "status5xx",
     );
 }
@@ -160,11 +160,11 @@ fn splitmix(state: &mut u64) -> u64 {
 
 #[test]
 fn killed_with_sigkill_at_random_points_then_resumed_loses_nothing() {
-    const PACKAGES: u64 = 4000;
+    const PACKAGES: u64 = 2500;
     let mut kills = 0;
     for seed in 1..=5u64 {
         let sim = Sim::start(
-            &["--packages", "4000", "--seed", &seed.to_string()],
+            &["--packages", &PACKAGES.to_string(), "--seed", &seed.to_string()],
             &["--faults", "status5xx=0.02"],
         );
         let dir = store(&format!("f-kill-{seed}"));
