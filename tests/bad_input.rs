@@ -279,7 +279,7 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
                 ],
             ),
             2,
-            vec!["--registry-origin", "credentials"],
+            vec!["--registry-origin", "credentials", "http://***@127.0.0.1:9"],
         ),
         (
             "C20",
@@ -341,6 +341,10 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
         let fetched = r.packuments_fetched();
         let out = cmd.output().expect("run all-docs");
         assert_refused(row, &out, code, &needles);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("u:p@"),
+            "{row}: a secret echoed"
+        );
         assert_eq!(r.packuments_fetched(), fetched, "{row}: nothing fetched");
         r.assert_unchanged(row);
         covered.insert(row.to_string());

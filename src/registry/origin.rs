@@ -29,8 +29,11 @@ impl Origin {
             .or_else(|| url.strip_prefix("https://"))
             .ok_or_else(|| OriginError::Scheme(url.to_owned()))?;
         let authority = rest.split('/').next().unwrap_or("");
-        if authority.contains('@') {
-            return Err(OriginError::Credentials(url.to_owned()));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            // Never echo the secret: the message shows the origin with its user info hidden.
+            let scheme = &url[..url.len() - rest.len()];
+            let path = &rest[authority.len()..];
+            return Err(OriginError::Credentials(format!("{scheme}***@{host}{path}")));
         }
         if authority.is_empty() || authority.starts_with(':') {
             return Err(OriginError::NoHost(url.to_owned()));
@@ -97,10 +100,13 @@ mod tests {
         assert_eq!(o.id(), "127.0.0.1-5984");
         assert!(matches!(Origin::parse("ftp://x"), Err(OriginError::Scheme(_))));
         assert!(matches!(Origin::parse("127.0.0.1:5984"), Err(OriginError::Scheme(_))));
-        assert!(matches!(
-            Origin::parse("https://u:p@host/"),
-            Err(OriginError::Credentials(_))
-        ));
+        let secret = Origin::parse("https://user:s3cret@host/npm").unwrap_err();
+        assert!(matches!(secret, OriginError::Credentials(_)));
+        let shown = secret.to_string();
+        assert!(
+            shown.contains("https://***@host/npm") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert!(matches!(Origin::parse("http://"), Err(OriginError::NoHost(_))));
         assert!(matches!(Origin::parse("http://h/?a=1"), Err(OriginError::Query(_))));
     }
