@@ -100,11 +100,11 @@ impl Ctx {
         let listed = alldocs::list_range(&self.client, &self.replicate, start, end).await?;
         // A name no registry would accept (`_design/app`, `../x`) cannot be fetched or stored
         // safely; it is reported, and the rest of the range goes on.
-        let (rows, invalid): (Vec<Row>, Vec<Row>) =
-            listed.into_iter().partition(|r| work::validate_name(&r.id).is_ok());
-        for row in &invalid {
-            if let Err(e) = work::validate_name(&row.id) {
-                tracing::warn!(error = %e, "listed upstream under an invalid package name: not replicated");
+        let mut rows = Vec::with_capacity(listed.len());
+        for row in listed {
+            match work::validate_name(&row.id) {
+                Ok(()) => rows.push(row),
+                Err(e) => tracing::warn!(error = %e, "listed upstream under an invalid package name: not replicated"),
             }
         }
         let previous = self.stored_rows(start, end).await?;
@@ -360,6 +360,14 @@ impl Ctx {
             return Ok(PackumentDone::Deleted);
         }
         self.packument(&task.name, Some(&task.rev)).await
+    }
+}
+
+/// Takes a page of the change feed into `tracker`, reporting the rows it passes over because
+/// their id is not a valid package name (the local follower and the service's ticks alike).
+pub fn take_feed_page(tracker: &mut follow::Tracker, page: &changes::Page, now: u64) {
+    for e in tracker.add_page(page, now) {
+        tracing::warn!(error = %e, "the change feed names an invalid package: not replicated");
     }
 }
 

@@ -152,9 +152,7 @@ async fn read_feed(ctx: &Ctx, tracker: &mut Tracker, now: u64) -> Result<u64, Fe
     while tracker.cursor() < upstream {
         let page = changes::read_page(&ctx.client, &ctx.replicate, tracker.cursor(), PAGE_LIMIT).await?;
         let empty = page.rows.is_empty() && page.last_seq <= tracker.cursor();
-        for e in tracker.add_page(&page, now) {
-            tracing::warn!(error = %e, "the change feed names an invalid package: not replicated");
-        }
+        crate::handlers::take_feed_page(tracker, &page, now);
         if empty || tracker.pending() >= PAGE_LIMIT * 4 {
             break;
         }

@@ -62,6 +62,14 @@ pub struct AppState {
     pub budget: Duration,
 }
 
+impl AppState {
+    /// How long a request may wait inside for something to heal (a dependency, a lagging CDN)
+    /// before it answers for a redelivery: a quarter of the budget, 30 s at most.
+    fn patience(&self) -> Duration {
+        (self.budget / 4).min(Duration::from_secs(30))
+    }
+}
+
 /// Limits of the router.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -193,9 +201,7 @@ async fn run_changes(state: &AppState) -> Outcome {
         Err(e) => return Outcome::from_handler(e.into()),
     };
     let mut tracker = Tracker::new(cp.seq, 1, 1);
-    for e in tracker.add_page(&page, now) {
-        tracing::warn!(error = %e, "the change feed names an invalid package: not replicated");
-    }
+    crate::handlers::take_feed_page(&mut tracker, &page, now);
     let (deleted, changed): (Vec<_>, Vec<_>) = tracker.due(now).into_iter().partition(|t| t.deleted);
     for task in &deleted {
         if let Err(e) = ctx.apply_change(task).await {
@@ -368,7 +374,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// it keeps most of the budget. (Change-feed ticks are not re-run: the next tick is a minute
 /// away anyway.)
 async fn run_patiently(state: &AppState, item: &WorkItem) -> Outcome {
-    let patience = (state.budget / 4).min(Duration::from_secs(30));
+    let patience = state.patience();
     let started = Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {
@@ -411,7 +417,7 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
         }
         Work::Partition { start, end } => run_partition(state, start.as_deref(), end.as_deref()).await,
         Work::Packument { name, rev } => match ctx
-            .packument_waiting_for_the_cdn(name, rev.as_deref(), (state.budget / 4).min(Duration::from_secs(30)))
+            .packument_waiting_for_the_cdn(name, rev.as_deref(), state.patience())
             .await
         {
             Ok(done) => Outcome::Done(match done {
