@@ -265,13 +265,7 @@ impl Bench {
     async fn replicate(&self, store: &Path, sim: &SimProc, extra: &[&str], more: &[&str]) -> Result<Run, Error> {
         let mut cmd = self.replicate_cmd(store, sim, extra);
         cmd.args(more);
-        let child = cmd.spawn().map_err(|e| Error::Io {
-            what: "starting all-docs replicate".into(),
-            source: e,
-        })?;
-        tokio::task::spawn_blocking(move || wait_measured(child, Instant::now()))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))
+        run_measured(cmd, "replicate").await
     }
 
     fn sim(&self, args: &[String]) -> Result<SimProc, Error> {
@@ -303,14 +297,8 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
         sim.post("pause-changes").await?;
         let backlog = n(&root(&sim).await?["update_seq"]) - seq0;
-        let mut cmd = self.command(&store, &sim, &["--max-rps", "1000000", "follow", "--once"]);
-        let child = cmd.spawn().map_err(|e| Error::Io {
-            what: "starting all-docs follow".into(),
-            source: e,
-        })?;
-        let run = tokio::task::spawn_blocking(move || wait_measured(child, Instant::now()))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let cmd = self.command(&store, &sim, &["--max-rps", "1000000", "follow", "--once"]);
+        let run = run_measured(cmd, "follow --once").await?;
         let rate = backlog as f64 / run.wall.max(0.001);
         o.fig(format!(
             "backlog: {backlog} changes (one {backlog_rate}/s burst) applied by `follow --once` in {:.1} s: {rate:.0} changes/s, {:.0} MB peak RSS",
@@ -736,6 +724,17 @@ async fn wrk_rate(sim: &SimProc, scratch: &Path, secs: u32) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Starts `all-docs {what}` as built in `cmd` and waits for it, measured.
+async fn run_measured(mut cmd: Command, what: &str) -> Result<Run, Error> {
+    let child = cmd.spawn().map_err(|e| Error::Io {
+        what: format!("starting all-docs {what}"),
+        source: e,
+    })?;
+    tokio::task::spawn_blocking(move || wait_measured(child, Instant::now()))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Waits for `child`; wall time, CPU time and peak RSS from `wait4`.
