@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{all_docs, assert_ok, run, store, Sim};
+use common::{all_docs, assert_index_is, assert_ok, run, store, Sim};
 
 fn stats(store: &Path, sim: &Sim) -> serde_json::Value {
     let out = run(store, sim, &["cache", "stats"]);
@@ -20,20 +20,7 @@ fn catch_up_and_compare(dir: &Path, sim: &Sim) -> serde_json::Value {
     sim.changes(false);
     let out = run(dir, sim, &["follow", "--once", "--give-up-after", "120"]);
     assert_ok(&out, "follow --once");
-    let index = run(dir, sim, &["cache", "create-index"]);
-    assert_ok(&index, "create-index");
-    let ours = String::from_utf8(index.stdout).unwrap();
-    let truth = sim.live_truth();
-    if ours != truth {
-        let a: std::collections::BTreeSet<&str> = ours.lines().collect();
-        let b: std::collections::BTreeSet<&str> = truth.lines().collect();
-        panic!(
-            "replica differs from the truth: missing {:?}; extra {:?}",
-            b.difference(&a).take(5).collect::<Vec<_>>(),
-            a.difference(&b).take(5).collect::<Vec<_>>()
-        );
-    }
-    assert_ok(&run(dir, sim, &["cache", "validate"]), "cache validate");
+    assert_index_is(dir, sim, &sim.live_truth());
     let st = stats(dir, sim);
     let upstream = common::http("GET", &format!("{}/", sim.url))["update_seq"]
         .as_u64()

@@ -72,10 +72,14 @@ pub fn assert_ok(out: &Output, what: &str) {
 
 /// The replica's index equals the simulator's truth, and every entry verifies.
 pub fn assert_replica_matches(store: &Path, sim: &Sim) {
+    assert_index_is(store, sim, &sim.truth());
+}
+
+/// The replica's index equals `truth` (`--dump-index` format), and every entry verifies.
+pub fn assert_index_is(store: &Path, sim: &Sim, truth: &str) {
     let index = run(store, sim, &["cache", "create-index"]);
     assert_ok(&index, "cache create-index");
     let ours = String::from_utf8(index.stdout).unwrap();
-    let truth = sim.truth();
     if ours != truth {
         let a: std::collections::BTreeSet<&str> = ours.lines().collect();
         let b: std::collections::BTreeSet<&str> = truth.lines().collect();
