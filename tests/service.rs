@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cloud::{integrity_of, parse_index, wait_until, Gcs, PubSub, Service};
+use common::cloud::{integrity_of, parse_index, wait_until, wait_until_or, Gcs, PubSub, Service};
 use common::{Sim, TempDir};
 use serde_json::Value;
 
@@ -176,10 +176,26 @@ async fn rate_limiting_makes_the_service_answer_429_and_the_run_still_completes_
     pubsub.publish(&["--partitions", "4"]);
     let truth = sim.truth();
     let store = dir.path().to_path_buf();
-    wait_until("4 partitions committed", Duration::from_secs(600), async || {
-        std::fs::read_dir(store.join("v1/partition")).is_ok_and(|d| d.flat_map(|o| o.ok()).count() > 0)
-            && index_of(&store, &sim) == truth
-    })
+    wait_until_or(
+        "4 partitions committed",
+        Duration::from_secs(300),
+        async || {
+            std::fs::read_dir(store.join("v1/partition")).is_ok_and(|d| d.flat_map(|o| o.ok()).count() > 0)
+                && index_of(&store, &sim) == truth
+        },
+        || {
+            let (want, have) = (parse_index(&truth), parse_index(&index_of(&store, &sim)));
+            let missing: Vec<&String> = want.keys().filter(|k| have.get(*k) != want.get(*k)).take(10).collect();
+            format!(
+                "replica has {} of {} packages right (first wrong or missing: {missing:?})\nsim stats: {}\n{}\nemulator:\n{}",
+                want.iter().filter(|(k, v)| have.get(*k) == Some(v)).count(),
+                want.len(),
+                sim.stats(),
+                service.summary(30),
+                pubsub.log_tail(30),
+            )
+        },
+    )
     .await;
     let stats = sim.stats();
     assert_eq!(stats["violations"], 0, "{stats}");

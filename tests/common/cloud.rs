@@ -44,13 +44,23 @@ pub fn parse_index(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Polls `ok` every 100 ms until it is true or `timeout` passes.
-pub async fn wait_until(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
+pub async fn wait_until(what: &str, timeout: Duration, ok: impl AsyncFnMut() -> bool) {
+    wait_until_or(what, timeout, ok, String::new).await
+}
+
+/// [`wait_until`], and on a timeout the panic message carries `explain()`: the state of the
+/// pieces, so a run that hangs in CI says why.
+pub async fn wait_until_or(
+    what: &str,
+    timeout: Duration,
+    mut ok: impl AsyncFnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let start = Instant::now();
     while !ok().await {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", explain());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -63,6 +73,13 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// Panics if `child` has exited: a server that lost its port to another process.
+fn assert_running(child: &mut Child, what: &str, output: &str) {
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("{what} exited ({status}) right after starting; was its port taken?\n{output}");
+    }
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -73,6 +90,8 @@ pub struct PubSub {
     pub host: String,
     child: Child,
     http: reqwest::Client,
+    /// The emulator's own output (it logs every failed push).
+    log: PathBuf,
 }
 
 impl PubSub {
@@ -86,16 +105,19 @@ impl PubSub {
             path.display()
         );
         let port = free_port();
+        let log = std::env::temp_dir().join(format!("all-docs-pubsub-{}-{port}.log", std::process::id()));
+        let out = std::fs::File::create(&log).expect("the emulator's log file");
         let child = Command::new(&path)
             .args(["--host=127.0.0.1", &format!("--port={port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
             .spawn()
             .expect("start the Pub/Sub emulator");
-        let emulator = PubSub {
+        let mut emulator = PubSub {
             host: format!("127.0.0.1:{port}"),
             child,
             http: http(),
+            log,
         };
         let url = format!("http://{}/", emulator.host);
         let client = emulator.http.clone();
@@ -103,6 +125,10 @@ impl PubSub {
             client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
+        // The port was free when picked; if another test's process took it meanwhile, this
+        // emulator has exited and the answer came from someone else's: fail rather than share.
+        let output = emulator.log_tail(20);
+        assert_running(&mut emulator.child, "the Pub/Sub emulator", &output);
         emulator
     }
 
@@ -183,9 +209,22 @@ impl PubSub {
     }
 }
 
+impl PubSub {
+    /// The last `n` lines the emulator printed.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), n)
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 impl Drop for PubSub {
     fn drop(&mut self) {
         kill(&mut self.child);
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -257,6 +296,7 @@ impl Gcs {
             client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
+        assert_running(self.child.as_mut().expect("just spawned"), "fake-gcs-server", "");
     }
 
     /// Kills the server (SIGKILL), waits `down`, and starts it again on the same port and data.
@@ -472,6 +512,20 @@ impl Service {
                 _ => l["status"].as_u64(),
             })
             .collect()
+    }
+
+    /// How many answers of each status, and the last `n` log lines: for a timeout's message.
+    pub fn summary(&self, n: usize) -> String {
+        let mut counts = BTreeMap::new();
+        for s in self.statuses() {
+            *counts.entry(s).or_insert(0u64) += 1;
+        }
+        let logs = self.logs.lock().expect("logs");
+        let last: Vec<String> = logs[logs.len().saturating_sub(n)..]
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        format!("service statuses {counts:?}; last {n} log lines:\n{}", last.join("\n"))
     }
 
     /// Work requests answered 2xx so far.
