@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// the request timeout and the subscriptions' ack deadline.
     #[arg(long, env = "ALL_DOCS_REQUEST_BUDGET", default_value_t = 240)]
     pub request_budget: u64,
+    /// Seconds a connection may stay idle between requests before the service closes it, so
+    /// connections a client abandons cannot use up the file descriptors.
+    #[arg(long, env = "ALL_DOCS_IDLE_TIMEOUT", default_value_t = super::IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout: u64,
 }
 
 /// `serve`: the push service, until SIGTERM or Ctrl-C.
@@ -118,6 +122,12 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
         return Err(Error::usage(format!(
             "--request-budget must be 1..=3600 seconds, got {}",
             args.request_budget
+        )));
+    }
+    if args.idle_timeout == 0 || args.idle_timeout > 3600 {
+        return Err(Error::usage(format!(
+            "--idle-timeout must be 1..=3600 seconds, got {}",
+            args.idle_timeout
         )));
     }
     let auth_config = push_auth_config(args)?;
@@ -150,6 +160,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
         state,
         Limits {
             max_in_flight: args.max_in_flight,
+            idle_timeout: Duration::from_secs(args.idle_timeout),
         },
     )
     .await

@@ -51,6 +51,14 @@ use outcome::Outcome;
 /// Pub/Sub's largest message is 10 MB; base64 and the envelope add a third and a little.
 pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// How long an HTTP/1 connection may sit idle between requests (or take to send a request's
+/// head) before the service closes it, unless `--idle-timeout` says otherwise. Without a limit every connection a client leaves open
+/// holds a file descriptor for good: a pusher that abandons its connection after each push
+/// (the Pub/Sub emulator does, until its garbage collector closes them) runs the service out
+/// of descriptors at a few hundred pushes a second, and pushes already connected then wait
+/// for an answer that never comes.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything a request needs, shared by all requests of an instance (one client, so one rate
 /// governor per origin for the whole instance).
 pub struct AppState {
@@ -75,6 +83,8 @@ impl AppState {
 pub struct Limits {
     /// Work requests in flight at most; more are answered 429 at once.
     pub max_in_flight: usize,
+    /// An idle connection is closed after this long ([`IDLE_TIMEOUT`] in the service).
+    pub idle_timeout: Duration,
 }
 
 /// The service's routes with their layers.
@@ -471,6 +481,7 @@ async fn run_partition(state: &AppState, start: Option<&str>, end: Option<&str>)
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: Router,
+    idle_timeout: Duration,
 }
 
 impl Server {
@@ -479,6 +490,7 @@ impl Server {
         Ok(Server {
             listener,
             app: router(state, limits),
+            idle_timeout: limits.idle_timeout,
         })
     }
 
@@ -490,29 +502,61 @@ impl Server {
     /// flight `grace` to finish; `cancel` is called a little before the end so that work still
     /// waiting on the upstream gives up (and answers 503, to be redelivered) rather than
     /// being cut off.
+    ///
+    /// A connection idle for the limits' `idle_timeout` between requests is closed (see
+    /// [`IDLE_TIMEOUT`]).
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         grace: Duration,
         cancel: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut rx2 = rx.clone();
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        let (tx, mut stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             let _ = tx.send(true);
         });
-        let serve = axum::serve(self.listener, self.app).with_graceful_shutdown(async move {
-            let mut rx = rx;
-            let _ = rx.wait_for(|s| *s).await;
-            tracing::info!("shutting down: no new requests, finishing the ones in flight");
-        });
-        let serve = std::future::IntoFuture::into_future(serve);
-        tokio::pin!(serve);
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.idle_timeout);
+        let service = hyper_util::service::TowerToHyperService::new(self.app);
+        let connections = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait for some to close.
+                        tracing::warn!(error = %e, "accepting a connection failed; trying again in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let (builder, service, watcher) = (builder.clone(), service.clone(), connections.watcher());
+            let idle = self.idle_timeout;
+            tokio::spawn(async move {
+                // The header timeout starts once the protocol is known, which takes a first
+                // byte: a connection that never sends one is closed here.
+                if tokio::time::timeout(idle, stream.peek(&mut [0u8; 1])).await.is_err() {
+                    return;
+                }
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: no new requests, finishing the ones in flight");
         tokio::select! {
-            r = &mut serve => r,
+            _ = connections.shutdown() => Ok(()),
             _ = async {
-                let _ = rx2.wait_for(|s| *s).await;
                 tokio::time::sleep(grace.mul_f64(0.8)).await;
                 cancel();
                 tokio::time::sleep(grace.mul_f64(0.2)).await;
@@ -549,24 +593,82 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn two_overlapping_change_ticks_advance_the_checkpoint_once() {
-        // The simulator's feed lists its 5 documents (seqs 1..=5).
-        let sim = crate::sim::spawn(crate::commands::parse_wrapped_sim(5)).await.unwrap();
-        let origin = Origin::parse(&sim.url).unwrap();
-        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let recorder = Arc::new(Recorder::default());
-        let state = AppState {
+    /// A state for `origin` with a memory store, publishing to `publisher`, without push auth
+    /// (and never shutting down).
+    fn state(origin: Origin, publisher: Arc<dyn Publish>) -> AppState {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(stop);
+        AppState {
             ctx: Ctx {
                 client: Arc::new(Client::new(Default::default(), stop_rx).unwrap()),
                 store: Arc::new(MemoryStore::new()),
                 replicate: origin.clone(),
                 registry: origin,
             },
-            publisher: recorder.clone(),
+            publisher,
             auth: None,
             budget: Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_so_leaked_ones_cannot_use_up_the_descriptors() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // Never contacted: /healthz and idle connections need no upstream.
+        let state = state(
+            Origin::parse("http://127.0.0.1:9").unwrap(),
+            Arc::new(Recorder::default()),
+        );
+        let limits = Limits {
+            max_in_flight: 4,
+            idle_timeout: Duration::from_millis(300),
         };
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(state), limits)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(2),
+            || {},
+        ));
+        let read_until_closed = async |conn: &mut tokio::net::TcpStream| {
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
+                .await
+                .expect("the server closes an idle connection")
+                .expect("read");
+            String::from_utf8_lossy(&got).into_owned()
+        };
+        // A kept-alive connection: answered, then closed once idle.
+        let mut used = tokio::net::TcpStream::connect(addr).await.unwrap();
+        used.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until_closed(&mut used).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // A connection that never sends a request is closed too.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        read_until_closed(&mut silent).await;
+        // And the server still answers.
+        let mut next = tokio::net::TcpStream::connect(addr).await.unwrap();
+        next.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_until_closed(&mut next).await.ends_with("ok"));
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn two_overlapping_change_ticks_advance_the_checkpoint_once() {
+        // The simulator's feed lists its 5 documents (seqs 1..=5).
+        let sim = crate::sim::spawn(crate::commands::parse_wrapped_sim(5)).await.unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let state = state(Origin::parse(&sim.url).unwrap(), recorder.clone());
         // No checkpoint yet: nothing to follow, nothing published.
         assert!(matches!(run_changes(&state).await, Outcome::Done(d) if d["checkpoint"].is_null()));
         assert!(recorder.0.lock().is_empty());
