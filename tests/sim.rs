@@ -646,3 +646,44 @@ fn bad_flags_exit_2_with_a_message_naming_them() {
         common::assert_usage_error(&out, needle, &format!("{args:?}"));
     }
 }
+
+/// Every command raises its soft limit on open files to the hard limit (the simulator is the
+/// quickest long-lived one to look at), so a busy service does not run out at 1024.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    use std::io::{BufRead as _, BufReader};
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sim", "-q", "--port", "0", "--packages", "10"])
+        .stdout(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = limit.rlim_max.min(256);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start the simulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let row: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files row")
+        .split_whitespace()
+        .collect();
+    let (soft, hard) = (row[3], row[4]);
+    assert_eq!(soft, hard, "{limits}");
+}
