@@ -111,7 +111,8 @@ pub enum PackumentCommand {
 pub enum CacheCommand {
     /// Print `name<TAB>rev` for every live packument, in byte order.
     CreateIndex,
-    /// Re-hash every stored entry and report corrupt ones (exit 1 if any).
+    /// Re-hash every stored entry and report corrupt ones (exit 1 if any); remove temporary
+    /// files that interrupted writes left and nothing has touched for an hour.
     Validate,
     /// Counts and sizes of the replica, as JSON.
     Stats,

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use futures_util::StreamExt as _;
@@ -224,7 +224,7 @@ fn summarize(s: &Setup, progress: &Progress, started: Instant, quiet: bool) -> R
 pub async fn follow(g: &Global, args: &FollowArgs) -> Result<(), Error> {
     let secs = |v: f64, flag: &str| {
         if v.is_finite() && (0.0..=86_400.0).contains(&v) {
-            Ok(std::time::Duration::from_secs_f64(v))
+            Ok(Duration::from_secs_f64(v))
         } else {
             Err(Error::usage(format!("{flag} must be 0..=86400 seconds, got {v}")))
         }
@@ -486,10 +486,22 @@ pub async fn create_index(g: &Global) -> Result<(), Error> {
     }
 }
 
-/// `cache validate`: re-hash every entry; exit 1 if any is corrupt.
+/// A temporary file nothing has written to for this long belongs to an interrupted write.
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
+
+/// `cache validate`: sweep what interrupted writes left, then re-hash every entry; exit 1 if
+/// any is corrupt.
 pub async fn validate(g: &Global) -> Result<(), Error> {
     let store = FsStore::new(&g.store);
     let origin = cache_origin(g)?;
+    let sweeper = store.clone();
+    let (count, bytes) = tokio::task::spawn_blocking(move || sweeper.remove_stale_temporaries(STALE_TEMPORARY))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if count > 0 {
+        println!("removed {count} temporary files ({bytes} bytes) that interrupted writes left");
+    }
     let prefix = Key::packument_prefix(&origin);
     let (mut ok, mut bad) = (0u64, Vec::new());
     let mut after: Option<String> = None;

@@ -53,6 +53,42 @@ impl FsStore {
         &self.root
     }
 
+    /// Removes the temporary files that interrupted writes (a killed process, a full disk)
+    /// left beside the entries, once nothing has written to them for `idle`: a write in
+    /// progress keeps appending to its file, and no single write takes that long. Only the
+    /// store's own tree (`v1/`) is walked, symbolic links are not followed, and only names of
+    /// the temporary pattern are removed; entries are never touched. Returns how many files
+    /// were removed and their bytes.
+    pub fn remove_stale_temporaries(&self, idle: std::time::Duration) -> Result<(u64, u64), StoreError> {
+        let (mut count, mut bytes) = (0, 0);
+        let mut dirs = vec![self.root.join("v1")];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("cannot list", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err("cannot list", &dir))?;
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                    continue;
+                }
+                if !is_temporary(&entry.file_name().to_string_lossy()) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                let idle_for = meta.modified().ok().and_then(|m| m.elapsed().ok());
+                if idle_for.is_some_and(|d| d >= idle) && std::fs::remove_file(entry.path()).is_ok() {
+                    count += 1;
+                    bytes += meta.len();
+                }
+            }
+        }
+        Ok((count, bytes))
+    }
+
     /// The file of `key`.
     pub fn path_of(&self, key: &Key) -> PathBuf {
         match key {
@@ -146,7 +182,19 @@ fn open_entry(key: &Key, path: &Path) -> Result<Option<(Meta, std::fs::File)>, S
     Ok(Some((meta, file)))
 }
 
-/// A unique temporary path beside `path`.
+/// Whether a file name is one of [`temp_beside`]'s: `.{name}.{pid}.{n}.{tmp|spill}`.
+fn is_temporary(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = name.rsplitn(4, '.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("tmp" | "spill"), Some(n), Some(pid), Some(entry)) => {
+            digits(n) && digits(pid) && entry.len() > 1 && entry.starts_with('.')
+        }
+        _ => false,
+    }
+}
+
+/// A unique temporary path beside `path`: `.{name}.{pid}.{n}.{tag}`.
 fn temp_beside(path: &Path, tag: &str) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path
@@ -514,6 +562,62 @@ mod tests {
             .filter_map(|e| e.ok())
             .collect();
         assert_eq!(leftovers.len(), 1);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn only_temporary_files_idle_long_enough_are_swept() {
+        let root = temp_root("sweep");
+        let store = FsStore::new(&root);
+        let key = Key::packument("o", "x");
+        store
+            .put(&key, Meta::new(Status::Ok, 1), body_from(&b"{}"[..]))
+            .await
+            .unwrap();
+        let path = store.path_of(&key);
+        let beside = |tag: &str| temp_beside(&path, tag);
+        let (old_tmp, old_spill, fresh) = (beside("tmp"), beside("spill"), beside("tmp"));
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (p, len) in [(&old_tmp, 5), (&old_spill, 7), (&fresh, 3)] {
+            std::fs::write(p, vec![b'x'; len]).unwrap();
+        }
+        for p in [&old_tmp, &old_spill] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        // Old enough to look abandoned, but not a temporary file: kept.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+
+        let swept = store
+            .remove_stale_temporaries(std::time::Duration::from_secs(1800))
+            .unwrap();
+        assert_eq!(swept, (2, 12));
+        assert!(
+            is_temporary(".127.0.0.1-5984.41.7.tmp"),
+            "a checkpoint's, origin with dots"
+        );
+        for name in [
+            ".x.tmp",
+            ".bashrc.tmp",
+            "x.1.2.tmp",
+            "..1.2.tmp",
+            ".x.1.b.tmp",
+            ".x.1.2.bak",
+        ] {
+            assert!(!is_temporary(name), "{name}");
+        }
+        assert!(!old_tmp.exists() && !old_spill.exists());
+        assert!(fresh.exists(), "a write that may still be going on is left alone");
+        assert!(store.get(&key).await.unwrap().is_some());
         let _ = std::fs::remove_dir_all(&root);
     }
 
