@@ -29,6 +29,12 @@ pub const BACKOFF_FACTOR: f64 = 0.95;
 pub const SEARCH_BACKOFF_FACTOR: f64 = 0.75;
 /// Additive increase per second, as a share of the ceiling estimate.
 pub const PROBE_STEP: f64 = 0.005;
+/// ...but at least this many requests per second per step. The estimate is the rate achieved
+/// when a `429` came; when that came from a burst in a quiet moment (a push service whose
+/// requests arrive unevenly, say 2 a second against a limit of 100), a step proportional to it
+/// would take hours to climb back (0.01 request per second per second): this one takes a
+/// minute or two.
+pub const MIN_PROBE_STEP: f64 = 1.0;
 /// Probing interval once the ceiling is confirmed.
 pub const CONFIRMED_PROBE_EVERY: Duration = Duration::from_secs(30);
 /// The rate never falls below this (requests per second).
@@ -192,7 +198,7 @@ impl Governor {
             }
             self.rate = match self.ceiling {
                 None => self.rate * 2.0,
-                Some(c) => self.rate + PROBE_STEP * c,
+                Some(c) => self.rate + (PROBE_STEP * c).max(MIN_PROBE_STEP),
             };
             if let Some(cap) = self.cfg.max_rps {
                 self.rate = self.rate.min(cap);
@@ -326,6 +332,29 @@ mod tests {
             "{limited} 429s of {}",
             ok + limited
         );
+    }
+
+    #[test]
+    fn a_ceiling_estimated_in_a_quiet_moment_is_outgrown_within_a_minute() {
+        let mut g = Governor::new(GovernorConfig::default());
+        // Two requests a second for ten seconds, then a 429 (the upstream's burst allowance
+        // was hit): the estimate is about 2 requests per second, far below the real limit.
+        for i in 0..20 {
+            assert!(g.acquire(ms(i * 500)).is_ok());
+        }
+        g.report(
+            ms(10_000),
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(2)),
+            },
+        );
+        assert!(g.rate() < 2.5, "{}", g.rate());
+        // No more 429s: a minute after the hold, the rate has climbed far above the estimate
+        // (at 0.5 % of it per second, it would still be under 3).
+        for t in (13_000..=73_000).step_by(100) {
+            let _ = g.acquire(ms(t));
+        }
+        assert!(g.rate() > 50.0, "{}", g.rate());
     }
 
     #[test]
