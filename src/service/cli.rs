@@ -108,8 +108,8 @@ pub struct ServeArgs {
     /// the request timeout and the subscriptions' ack deadline.
     #[arg(long, env = "ALL_DOCS_REQUEST_BUDGET", default_value_t = 240)]
     pub request_budget: u64,
-    /// Seconds a connection may stay idle between requests before the service closes it, so
-    /// connections a client abandons cannot use up the file descriptors.
+    /// Seconds an HTTP/1 connection may stay idle between requests before the service closes
+    /// it, so connections a client abandons cannot use up the file descriptors.
     #[arg(long, env = "ALL_DOCS_IDLE_TIMEOUT", default_value_t = super::IDLE_TIMEOUT.as_secs())]
     pub idle_timeout: u64,
 }

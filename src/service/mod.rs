@@ -524,27 +524,36 @@ impl Server {
             .header_read_timeout(self.idle_timeout);
         let service = hyper_util::service::TowerToHyperService::new(self.app);
         let connections = hyper_util::server::graceful::GracefulShutdown::new();
+        let listener = &self.listener;
+        let accept = async || loop {
+            match listener.accept().await {
+                Ok((stream, _)) => return stream,
+                // The peer left before we took the connection: nothing to wait for.
+                Err(e) if is_connection_error(&e) => continue,
+                // Out of file descriptors and the like: wait for some to close.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed; trying again in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
         loop {
             let stream = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait for some to close.
-                        tracing::warn!(error = %e, "accepting a connection failed; trying again in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                },
+                stream = accept() => stream,
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             };
             let _ = stream.set_nodelay(true);
             let (builder, service, watcher) = (builder.clone(), service.clone(), connections.watcher());
-            let idle = self.idle_timeout;
+            let (idle, mut stop) = (self.idle_timeout, stop.clone());
             tokio::spawn(async move {
                 // The header timeout starts once the protocol is known, which takes a first
-                // byte: a connection that never sends one is closed here.
-                if tokio::time::timeout(idle, stream.peek(&mut [0u8; 1])).await.is_err() {
-                    return;
+                // byte: a connection that sends none is closed here, or at shutdown.
+                let mut first = [0u8; 1];
+                tokio::select! {
+                    peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => if peeked.is_err() {
+                        return;
+                    },
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                 }
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn).await {
@@ -566,6 +575,13 @@ impl Server {
             }
         }
     }
+}
+
+/// An `accept` error that concerns only the connection being accepted (as axum and hyper
+/// treat them): take the next one at once.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
 #[cfg(test)]
@@ -661,6 +677,45 @@ mod tests {
         assert!(read_until_closed(&mut next).await.ends_with("ok"));
         stop.send(()).unwrap();
         running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_connection_that_never_sent_a_byte() {
+        let state = state(
+            Origin::parse("http://127.0.0.1:9").unwrap(),
+            Arc::new(Recorder::default()),
+        );
+        let limits = Limits {
+            max_in_flight: 4,
+            idle_timeout: Duration::from_secs(600),
+        };
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(state), limits)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let running = tokio::spawn(server.run(
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(30),
+            move || flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        ));
+        let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        // Nothing is in flight: shutdown ends long before the 30 s grace period would.
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("shutdown waited for a silent connection")
+            .unwrap()
+            .unwrap();
+        assert!(
+            !cancelled.load(std::sync::atomic::Ordering::SeqCst),
+            "no work to cancel"
+        );
     }
 
     #[tokio::test]
