@@ -25,10 +25,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit, as Go and the JVM do when they
-/// start: the service holds a descriptor per connection and a replication one per request and
-/// write in flight, and the usual soft default of 1024 is a leftover of select(2) that a busy
-/// process outgrows. Failing to raise it is not an error: the old limit stays.
+/// Raises the soft limit on open files to the hard limit (or to 10 240 where that is refused,
+/// as on macOS with an unlimited hard limit), much as Go and the JVM do when they start: the
+/// service holds a descriptor per connection and a replication one per request and write in
+/// flight, and the usual soft default of 1024 is a leftover of select(2) that a busy process
+/// outgrows. Failing to raise it is not an error: the old limit stays.
 fn raise_open_files_limit() {
     #[cfg(unix)]
     {
@@ -38,8 +39,13 @@ fn raise_open_files_limit() {
         };
         // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-                limit.rlim_cur = limit.rlim_max;
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+                return;
+            }
+            let old = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                limit.rlim_cur = limit.rlim_max.min(10_240).max(old);
                 libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
             }
         }
