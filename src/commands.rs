@@ -497,10 +497,9 @@ pub async fn validate(g: &Global) -> Result<(), Error> {
     let sweeper = store.clone();
     let (count, bytes) = tokio::task::spawn_blocking(move || sweeper.remove_stale_temporaries(STALE_TEMPORARY))
         .await
-        .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| Error::Internal(e.to_string()))?;
     if count > 0 {
-        println!("removed {count} temporary files ({bytes} bytes) that interrupted writes left");
+        println!("removed {count} temporary files (freeing {bytes} bytes) that interrupted writes left");
     }
     let prefix = Key::packument_prefix(&origin);
     let (mut ok, mut bad) = (0u64, Vec::new());

@@ -57,19 +57,22 @@ impl FsStore {
     /// left beside the entries, once nothing has written to them for `idle`: a write in
     /// progress keeps appending to its file, and no single write takes that long. Only the
     /// store's own tree (`v1/`) is walked, symbolic links are not followed, and only names of
-    /// the temporary pattern are removed; entries are never touched. Returns how many files
-    /// were removed and their bytes.
-    pub fn remove_stale_temporaries(&self, idle: std::time::Duration) -> Result<(u64, u64), StoreError> {
+    /// the temporary pattern are removed; entries are never touched. Best effort: a folder
+    /// that cannot be read is skipped with a warning. Returns how many files were removed and
+    /// the bytes that freed.
+    pub fn remove_stale_temporaries(&self, idle: std::time::Duration) -> (u64, u64) {
         let (mut count, mut bytes) = (0, 0);
         let mut dirs = vec![self.root.join("v1")];
         while let Some(dir) = dirs.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("cannot list", &dir)(e)),
+                Err(e) => {
+                    tracing::warn!(folder = %dir.display(), error = %e, "cannot list a folder of the store; its temporary files stay");
+                    continue;
+                }
             };
-            for entry in entries {
-                let entry = entry.map_err(io_err("cannot list", &dir))?;
+            for entry in entries.flatten() {
                 let Ok(kind) = entry.file_type() else { continue };
                 if kind.is_dir() {
                     dirs.push(entry.path());
@@ -82,11 +85,18 @@ impl FsStore {
                 let idle_for = meta.modified().ok().and_then(|m| m.elapsed().ok());
                 if idle_for.is_some_and(|d| d >= idle) && std::fs::remove_file(entry.path()).is_ok() {
                     count += 1;
-                    bytes += meta.len();
+                    // A file the hard-link commit left shares its data with the entry.
+                    #[cfg(unix)]
+                    let shared = std::os::unix::fs::MetadataExt::nlink(&meta) > 1;
+                    #[cfg(not(unix))]
+                    let shared = false;
+                    if !shared {
+                        bytes += meta.len();
+                    }
                 }
             }
         }
-        Ok((count, bytes))
+        (count, bytes)
     }
 
     /// The file of `key`.
@@ -597,9 +607,7 @@ mod tests {
             .set_modified(hour_ago)
             .unwrap();
 
-        let swept = store
-            .remove_stale_temporaries(std::time::Duration::from_secs(1800))
-            .unwrap();
+        let swept = store.remove_stale_temporaries(std::time::Duration::from_secs(1800));
         assert_eq!(swept, (2, 12));
         assert!(
             is_temporary(".127.0.0.1-5984.41.7.tmp"),
