@@ -73,10 +73,12 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
-/// Panics if `child` has exited: a server that lost its port to another process.
-fn assert_running(child: &mut Child, what: &str, output: &str) {
+/// Panics if `child` has exited: a server that lost its port to another process (whose
+/// answer then passed for its own). fake-gcs-server fails to bind within milliseconds, well
+/// before the first readiness poll has an answer.
+fn assert_running(child: &mut Child, what: &str) {
     if let Ok(Some(status)) = child.try_wait() {
-        panic!("{what} exited ({status}) right after starting; was its port taken?\n{output}");
+        panic!("{what} exited ({status}) right after starting; was its port taken?");
     }
 }
 
@@ -113,22 +115,26 @@ impl PubSub {
             .stderr(out)
             .spawn()
             .expect("start the Pub/Sub emulator");
-        let mut emulator = PubSub {
+        let emulator = PubSub {
             host: format!("127.0.0.1:{port}"),
             child,
             http: http(),
             log,
         };
-        let url = format!("http://{}/", emulator.host);
-        let client = emulator.http.clone();
-        wait_until("the Pub/Sub emulator", Duration::from_secs(60), async || {
-            client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
-        })
+        // Its own "listening on PORT" line: an answer on the port could come from another
+        // test's server that took the port after it was picked.
+        let listening = format!("listening on {port}");
+        let (url, client) = (format!("http://{}/", emulator.host), emulator.http.clone());
+        wait_until_or(
+            "the Pub/Sub emulator",
+            Duration::from_secs(60),
+            async || {
+                emulator.log_tail(50).contains(&listening)
+                    && client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+            },
+            || emulator.log_tail(30),
+        )
         .await;
-        // The port was free when picked; if another test's process took it meanwhile, this
-        // emulator has exited and the answer came from someone else's: fail rather than share.
-        let output = emulator.log_tail(20);
-        assert_running(&mut emulator.child, "the Pub/Sub emulator", &output);
         emulator
     }
 
@@ -212,7 +218,10 @@ impl PubSub {
 impl PubSub {
     /// The last `n` lines the emulator printed.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), n)
+        tail(
+            &String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()),
+            n,
+        )
     }
 }
 
@@ -296,7 +305,7 @@ impl Gcs {
             client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
-        assert_running(self.child.as_mut().expect("just spawned"), "fake-gcs-server", "");
+        assert_running(self.child.as_mut().expect("just spawned"), "fake-gcs-server");
     }
 
     /// Kills the server (SIGKILL), waits `down`, and starts it again on the same port and data.
