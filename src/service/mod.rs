@@ -627,30 +627,41 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn idle_connections_are_closed_so_leaked_ones_cannot_use_up_the_descriptors() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        // Never contacted: /healthz and idle connections need no upstream.
+    /// A server on a free port with `idle_timeout`, stopped when the returned sender fires,
+    /// with `grace` and `cancel` for its shutdown. Its origin is never contacted: /healthz
+    /// and idle connections need no upstream.
+    async fn serve(
+        idle_timeout: Duration,
+        grace: Duration,
+        cancel: impl FnOnce() + Send + 'static,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let state = state(
             Origin::parse("http://127.0.0.1:9").unwrap(),
             Arc::new(Recorder::default()),
         );
         let limits = Limits {
             max_in_flight: 4,
-            idle_timeout: Duration::from_millis(300),
+            idle_timeout,
         };
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(state), limits)
             .await
             .unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(2),
-            || {},
-        ));
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        (addr, stop, tokio::spawn(server.run(shutdown, grace, cancel)))
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_so_leaked_ones_cannot_use_up_the_descriptors() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (addr, stop, running) = serve(Duration::from_millis(300), Duration::from_secs(2), || {}).await;
         let read_until_closed = async |conn: &mut tokio::net::TcpStream| {
             let mut got = Vec::new();
             tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
@@ -681,28 +692,12 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_does_not_wait_for_a_connection_that_never_sent_a_byte() {
-        let state = state(
-            Origin::parse("http://127.0.0.1:9").unwrap(),
-            Arc::new(Recorder::default()),
-        );
-        let limits = Limits {
-            max_in_flight: 4,
-            idle_timeout: Duration::from_secs(600),
-        };
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(state), limits)
-            .await
-            .unwrap();
-        let addr = server.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = cancelled.clone();
-        let running = tokio::spawn(server.run(
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(30),
-            move || flag.store(true, std::sync::atomic::Ordering::SeqCst),
-        ));
+        let (addr, stop, running) = serve(Duration::from_secs(600), Duration::from_secs(30), move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
         let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send(()).unwrap();

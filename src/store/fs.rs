@@ -575,15 +575,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
-    #[tokio::test]
-    async fn only_temporary_files_idle_long_enough_are_swept() {
-        let root = temp_root("sweep");
+    /// A fresh store under a temporary root holding one packument `x` with `body`.
+    async fn store_with_one_entry(tag: &str, body: &'static [u8]) -> (PathBuf, FsStore, Key) {
+        let root = temp_root(tag);
         let store = FsStore::new(&root);
         let key = Key::packument("o", "x");
         store
-            .put(&key, Meta::new(Status::Ok, 1), body_from(&b"{}"[..]))
+            .put(&key, Meta::new(Status::Ok, 1), body_from(body))
             .await
             .unwrap();
+        (root, store, key)
+    }
+
+    #[tokio::test]
+    async fn only_temporary_files_idle_long_enough_are_swept() {
+        let (root, store, key) = store_with_one_entry("sweep", b"{}").await;
         let path = store.path_of(&key);
         let beside = |tag: &str| temp_beside(&path, tag);
         let (old_tmp, old_spill, fresh) = (beside("tmp"), beside("spill"), beside("tmp"));
@@ -631,13 +637,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tampered_body_fails_verification() {
-        let root = temp_root("tamper");
-        let store = FsStore::new(&root);
-        let key = Key::packument("o", "x");
-        store
-            .put(&key, Meta::new(Status::Ok, 1), body_from(&b"{\"a\":1}"[..]))
-            .await
-            .unwrap();
+        let (root, store, key) = store_with_one_entry("tamper", b"{\"a\":1}").await;
         let path = store.path_of(&key);
         let text = std::fs::read_to_string(&path)
             .unwrap()
