@@ -52,11 +52,10 @@ use outcome::Outcome;
 pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// How long an HTTP/1 connection may sit idle between requests (or take to send a request's
-/// head) before the service closes it, unless `--idle-timeout` says otherwise. Without a limit every connection a client leaves open
-/// holds a file descriptor for good: a pusher that abandons its connection after each push
-/// (the Pub/Sub emulator does, until its garbage collector closes them) runs the service out
-/// of descriptors at a few hundred pushes a second, and pushes already connected then wait
-/// for an answer that never comes.
+/// head) before the service closes it, unless `--idle-timeout` says otherwise. Without a
+/// limit every connection a client leaves open holds a file descriptor for good: a pusher
+/// that abandons its connection after each push (the Pub/Sub emulator does, until its garbage
+/// collector closes them) can run the service out of descriptors (ADR 004).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request needs, shared by all requests of an instance (one client, so one rate
