@@ -373,29 +373,32 @@ fn upstream_rows_invalid_names_are_reported_and_the_rest_is_replicated() {
     assert_eq!(valid.lines().count(), 3);
     let bad = ["\"_design/app\"", "\"../evil\"", "\".hidden\""];
 
+    // Runs `args` on `store` with warnings shown, then checks the warning and the replica.
+    let case = |row: &str, store: &std::path::Path, args: &[&str], warning: &str| {
+        let mut cmd = all_docs(store, &sim, args);
+        cmd.arg("-v"); // cancels the helper's -q: warnings show at the default level
+        let out = cmd.output().unwrap();
+        assert_ok_warning_about(row, &out, &bad, warning);
+        assert_eq!(
+            common::index_of(store, &sim),
+            valid,
+            "{row}: the valid names, all of them"
+        );
+    };
     // U01: through `_all_docs`.
-    let mut cmd = all_docs(&dir, &sim, &["replicate"]);
-    cmd.arg("-v"); // cancels the helper's -q: warnings show at the default level
-    let out = cmd.output().unwrap();
-    assert_ok_warning_about("U01", &out, &bad, "listed upstream under an invalid package name");
-    let index = run(&dir, &sim, &["cache", "create-index"]);
-    assert_eq!(
-        String::from_utf8_lossy(&index.stdout),
-        valid,
-        "U01: the valid names, all of them"
+    case(
+        "U01",
+        &dir,
+        &["replicate"],
+        "listed upstream under an invalid package name",
     );
-
     // U02: through `_changes`, from the start of the feed into a fresh store.
     let fresh = store("bad-upstream-feed");
-    let mut cmd = all_docs(&fresh, &sim, &["follow", "--since", "0", "--once"]);
-    cmd.arg("-v");
-    let out = cmd.output().unwrap();
-    assert_ok_warning_about("U02", &out, &bad, "the change feed names an invalid package");
-    let index = run(&fresh, &sim, &["cache", "create-index"]);
-    assert_eq!(
-        String::from_utf8_lossy(&index.stdout),
-        valid,
-        "U02: the valid names, all of them"
+    case(
+        "U02",
+        &fresh,
+        &["follow", "--since", "0", "--once"],
+        "the change feed names an invalid package",
     );
     let stats = run(&fresh, &sim, &["cache", "stats"]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("stats JSON");
@@ -467,8 +470,7 @@ fn a_full_disk_fails_the_run_without_a_partial_entry_and_the_next_run_completes(
     );
 
     assert_ok(&run(&dir, &sim, &["replicate"]), "the next run");
-    let index = run(&dir, &sim, &["cache", "create-index"]);
-    assert_eq!(String::from_utf8_lossy(&index.stdout), sim.truth());
+    assert_eq!(common::index_of(&dir, &sim), sim.truth());
     assert_ok(&run(&dir, &sim, &["cache", "validate"]), "cache validate");
     let _ = std::fs::remove_dir_all(&dir);
 }

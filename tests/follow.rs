@@ -103,9 +103,8 @@ fn follow_needs_a_checkpoint_or_since() {
     common::assert_usage_error(&out, "run `all-docs replicate` first", "follow without a checkpoint");
     let out = run(&dir, &sim, &["follow", "--once", "--since", "0"]);
     assert_ok(&out, "follow --since 0");
-    let index = run(&dir, &sim, &["cache", "create-index"]);
     assert_eq!(
-        String::from_utf8(index.stdout).unwrap(),
+        common::index_of(&dir, &sim),
         sim.truth(),
         "the whole feed from 0 is the corpus"
     );

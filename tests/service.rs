@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::cloud::{integrity_of, parse_index, wait_until, wait_until_or, Gcs, PubSub, Service};
-use common::{Sim, TempDir};
+use common::{index_of, Sim, TempDir};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,14 +210,6 @@ async fn rate_limiting_makes_the_service_answer_429_and_the_run_still_completes_
     );
     assert!(statuses.iter().all(|s| *s != 400), "no good work refused: {statuses:?}");
     assert!(pubsub.pull("packument-dead-letter-pull").await.is_empty());
-}
-
-fn index_of(store: &std::path::Path, _sim: &Sim) -> String {
-    let out = std::process::Command::new(common::BIN)
-        .args(["--store", store.to_str().unwrap(), "cache", "create-index"])
-        .output()
-        .expect("create-index");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

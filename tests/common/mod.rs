@@ -60,6 +60,11 @@ pub fn run(store: &Path, sim: &Sim, args: &[&str]) -> Output {
     all_docs(store, sim, args).output().expect("run all-docs")
 }
 
+/// `cache create-index` of the replica at `store` (empty while the store has none).
+pub fn index_of(store: &Path, sim: &Sim) -> String {
+    String::from_utf8_lossy(&run(store, sim, &["cache", "create-index"]).stdout).into_owned()
+}
+
 /// Asserts a command succeeded, showing its stderr if not.
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
