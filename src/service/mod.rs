@@ -539,7 +539,7 @@ impl Server {
         loop {
             let stream = tokio::select! {
                 stream = accept() => stream,
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                _ = crate::shutdown::stopped(&mut stop) => break,
             };
             let _ = stream.set_nodelay(true);
             let (builder, service, watcher) = (builder.clone(), service.clone(), connections.watcher());
@@ -552,7 +552,7 @@ impl Server {
                     peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => if peeked.is_err() {
                         return;
                     },
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                    _ = crate::shutdown::stopped(&mut stop) => return,
                 }
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn).await {

@@ -30,6 +30,7 @@ use super::query::{self, BadRequest};
 use super::rng::hash_parts;
 use super::stats::{Route, Stats};
 use super::world::{KeyRow, Range, World};
+use crate::shutdown::stopped;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -697,11 +698,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
     drop(listener);
     drop(done_tx);
     let _ = tokio::time::timeout(Duration::from_secs(6), done_rx.recv()).await;
-}
-
-/// Completes once `rx` says stop (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Seconds since the Unix epoch, for logs.
