@@ -44,7 +44,7 @@ pub enum Command {
     /// Single package documents.
     #[command(subcommand)]
     Packument(PackumentCommand),
-    /// The local replica.
+    /// The replica, a folder or a bucket (`--store`).
     #[command(subcommand)]
     Cache(CacheCommand),
     /// Print one stored package document (metadata on stderr, document on stdout).

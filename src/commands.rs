@@ -13,14 +13,13 @@ use futures_util::StreamExt as _;
 use crate::config::Global;
 use crate::error::Error;
 use crate::handlers::{Ctx, HandlerError};
-use crate::keys::Key;
+use crate::keys::{Key, Kind};
 use crate::pivots::{self, Pivots};
 use crate::queue::local::{self, RunOptions};
 use crate::queue::progress::{self, Progress};
 use crate::registry::client::{Client, FetchError};
 use crate::registry::origin::Origin;
-use crate::store::fs::FsStore;
-use crate::store::{Status, Store};
+use crate::store::{Access, OpenError, Status, Store};
 use crate::work;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -80,7 +79,6 @@ pub(crate) fn parse_wrapped_sim(packages: usize) -> crate::sim::SimArgs {
 /// Everything a replication command needs, built from the flags.
 struct Setup {
     ctx: Ctx,
-    store: Arc<FsStore>,
     stop: tokio::sync::watch::Sender<bool>,
     _sim: Option<crate::sim::RunningSim>,
 }
@@ -90,22 +88,25 @@ async fn setup(g: &Global, origins: Option<(Origin, Origin)>) -> Result<Setup, E
         Some(o) => o,
         None => (g.replicate()?, g.registry()?),
     };
-    let store = Arc::new(FsStore::new(&g.store));
-    store.check_writable().await.map_err(|e| Error::usage(e.to_string()))?;
+    let store = open_store(g, Access::Write).await?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let cfg = g.client_config()?;
     let client = Arc::new(Client::new(cfg, stop_rx).map_err(|e| Error::Internal(e.to_string()))?);
     let ctx = Ctx {
         client,
-        store: store.clone(),
+        store,
         replicate,
         registry,
     };
-    Ok(Setup {
-        ctx,
-        store,
-        stop,
-        _sim: None,
+    Ok(Setup { ctx, stop, _sim: None })
+}
+
+/// The replica `--store` names, a folder or a bucket, through the one store interface: no
+/// command reads the layout of either itself. A spec that names nothing usable is bad input.
+async fn open_store(g: &Global, access: Access) -> Result<Arc<dyn Store>, Error> {
+    crate::store::open(&g.store, access).await.map_err(|e| match e {
+        OpenError::Bad { .. } => Error::usage(format!("--store / ALL_DOCS_STORE: {e}")),
+        OpenError::Unavailable { .. } => Error::Incomplete(e.to_string()),
     })
 }
 
@@ -215,7 +216,6 @@ fn summarize(s: &Setup, progress: &Progress, started: Instant, quiet: bool) -> R
             "{failed} items failed (first ones below); run the same command again to retry them:\n  {list}"
         )));
     }
-    let _ = &s.store;
     Ok(())
 }
 
@@ -282,7 +282,7 @@ fn read_pivots(path: &Path) -> Result<Pivots, Error> {
 
 /// Equal-count pivots from the replica's index, or the built-in split for an empty replica.
 async fn plan_from_replica(s: &Setup, count: usize) -> Result<Pivots, Error> {
-    let names = live_names(&*s.store, s.ctx.registry.id()).await?;
+    let names = live_names(&*s.ctx.store, s.ctx.registry.id()).await?;
     if names.len() < count.max(1) * 100 {
         let mut p: Pivots = vec![None];
         p.extend(DEFAULT_PIVOTS.iter().map(|s| Some((*s).to_owned())));
@@ -304,33 +304,27 @@ async fn live_names(store: &dyn Store, origin_id: &str) -> Result<Vec<(String, S
     Ok(out)
 }
 
+/// Calls `f` with the name and metadata of every packument of `origin_id` in the store, in byte
+/// order, from one listing (no request per entry). A corrupt entry ends it with an error that
+/// names it: an index or counts that silently left it out would be a wrong answer.
 async fn for_each_packument(
     store: &dyn Store,
     origin_id: &str,
     mut f: impl FnMut(&str, &crate::store::Meta),
 ) -> Result<(), Error> {
-    let prefix = Key::packument_prefix(origin_id);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .list(&prefix, after.as_deref(), 10_000)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let Some(last) = page.last().cloned() else { break };
-        let keys: Vec<Key> = page.iter().filter_map(|k| k.parse().ok()).collect();
-        let metas: Vec<_> = futures_util::stream::iter(keys.iter())
-            .map(|k| async move { (k, store.head(k).await) })
-            .buffered(32)
-            .collect()
-            .await;
-        for (key, meta) in metas {
-            if let (Key::Packument { name, .. }, Ok(Some(meta))) = (key, meta) {
-                f(name, &meta);
+    let corrupt = |e: String| Error::Incomplete(format!("{e} (`all-docs cache validate` lists every such entry)"));
+    crate::store::for_each(store, &Key::packument_prefix(origin_id), |listed| {
+        let meta = listed.meta.map_err(|e| corrupt(e.to_string()))?;
+        match listed.key.parse::<Key>() {
+            Ok(Key::Packument { name, .. }) => {
+                f(&name, &meta);
+                Ok(())
             }
+            Ok(other) => Err(corrupt(format!("`{other}` listed among the packuments"))),
+            Err(e) => Err(corrupt(e.to_string())),
         }
-        after = Some(last);
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// `partition plan --count N`: equal-count pivots from the replica (or the upstream).
@@ -338,9 +332,10 @@ pub async fn partition_plan(g: &Global, count: usize, output: Option<&Path>) -> 
     if count == 0 {
         return Err(Error::usage("--count must be at least 1"));
     }
-    let store = FsStore::new(&g.store);
+    // Write access: planning is the first step of filling a replica that may not exist yet.
+    let store = open_store(g, Access::Write).await?;
     let registry = g.registry()?;
-    let mut names: Vec<String> = live_names(&store, registry.id())
+    let mut names: Vec<String> = live_names(&*store, registry.id())
         .await?
         .into_iter()
         .map(|(n, _)| n)
@@ -436,17 +431,14 @@ async fn setup_registry_only(g: &Global) -> Result<Setup, Error> {
 }
 
 /// The packument origin id of the store: the configured registry's, or the only one stored.
-fn cache_origin(g: &Global) -> Result<String, Error> {
+async fn cache_origin(g: &Global, store: &dyn Store) -> Result<String, Error> {
     if let Ok(o) = g.registry() {
         return Ok(o.id().to_owned());
     }
-    let ids = stored_origin_ids(g, "packument");
+    let ids = store.origins(Kind::Packument).await?;
     match ids.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::usage(format!(
-            "no packuments in `{}`; replicate first",
-            g.store.display()
-        ))),
+        [] => Err(Error::usage(format!("no packuments in `{}`; replicate first", g.store))),
         _ => Err(Error::usage(format!(
             "the store holds several registries ({}); pick one with --registry-origin",
             ids.join(", ")
@@ -454,22 +446,14 @@ fn cache_origin(g: &Global) -> Result<String, Error> {
     }
 }
 
-/// The origin ids the file store at `--store` holds entries of `kind` (`packument`,
-/// `checkpoint`) for: the folder names under `v1/{kind}`.
-fn stored_origin_ids(g: &Global, kind: &str) -> Vec<String> {
-    std::fs::read_dir(g.store.join("v1").join(kind))
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default()
-}
-
 /// `cache create-index`: `name<TAB>rev` of every live packument, byte order.
 pub async fn create_index(g: &Global) -> Result<(), Error> {
-    let store = FsStore::new(&g.store);
-    let origin = cache_origin(g)?;
+    let store = open_store(g, Access::Read).await?;
+    let origin = cache_origin(g, &*store).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = None;
-    for_each_packument(&store, &origin, |name, meta| {
+    for_each_packument(&*store, &origin, |name, meta| {
         if matches!(meta.status, Status::Ok | Status::Unpublished) && failed.is_none() {
             if let Err(e) = writeln!(out, "{name}\t{}", meta.rev.as_deref().unwrap_or("")) {
                 failed = Some(e);
@@ -492,12 +476,9 @@ const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 /// `cache validate`: sweep what interrupted writes left, then re-hash every entry; exit 1 if
 /// any is corrupt.
 pub async fn validate(g: &Global) -> Result<(), Error> {
-    let store = FsStore::new(&g.store);
-    let origin = cache_origin(g)?;
-    let sweeper = store.clone();
-    let (count, bytes) = tokio::task::spawn_blocking(move || sweeper.remove_stale_temporaries(STALE_TEMPORARY))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let store = open_store(g, Access::Read).await?;
+    let origin = cache_origin(g, &*store).await?;
+    let (count, bytes) = store.sweep_temporaries(STALE_TEMPORARY).await?;
     if count > 0 {
         println!("removed {count} temporary files (freeing {bytes} bytes) that interrupted writes left");
     }
@@ -509,10 +490,12 @@ pub async fn validate(g: &Global) -> Result<(), Error> {
             .list(&prefix, after.as_deref(), 10_000)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let Some(last) = page.last().cloned() else { break };
+        let Some(last) = page.last().map(|l| l.key.clone()) else {
+            break;
+        };
         let results: Vec<(String, Result<(), String>)> = futures_util::stream::iter(page)
-            .map(|k| {
-                let store = &store;
+            .map(|listed| {
+                let (store, k) = (&store, listed.key);
                 async move {
                     let res = match k.parse::<Key>() {
                         Err(e) => Err(e.to_string()),
@@ -549,11 +532,11 @@ pub async fn validate(g: &Global) -> Result<(), Error> {
 
 /// `cache stats`: counts by status and bytes.
 pub async fn stats(g: &Global) -> Result<(), Error> {
-    let store = FsStore::new(&g.store);
-    let origin = cache_origin(g)?;
+    let store = open_store(g, Access::Read).await?;
+    let origin = cache_origin(g, &*store).await?;
     let (mut ok, mut unpublished, mut deleted, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut newest = 0u64;
-    for_each_packument(&store, &origin, |_, meta| {
+    for_each_packument(&*store, &origin, |_, meta| {
         match meta.status {
             Status::Ok => ok += 1,
             Status::Unpublished => unpublished += 1,
@@ -564,7 +547,7 @@ pub async fn stats(g: &Global) -> Result<(), Error> {
     })
     .await?;
     let stats = serde_json::json!({
-        "store": g.store.display().to_string(),
+        "store": g.store,
         "origin": origin,
         "packuments": ok + unpublished,
         "ok": ok,
@@ -572,7 +555,7 @@ pub async fn stats(g: &Global) -> Result<(), Error> {
         "deleted": deleted,
         "bytes": bytes,
         "lastFetchedAt": newest,
-        "follow": follow_stats(g, &store).await?,
+        "follow": follow_stats(g, &*store).await?,
     });
     println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
     Ok(())
@@ -580,10 +563,10 @@ pub async fn stats(g: &Global) -> Result<(), Error> {
 
 /// The change-feed checkpoint of the replication origin (the configured one, or the only one
 /// stored): how far the feed is applied and how far behind the upstream it was last seen.
-async fn follow_stats(g: &Global, store: &FsStore) -> Result<serde_json::Value, Error> {
+async fn follow_stats(g: &Global, store: &dyn Store) -> Result<serde_json::Value, Error> {
     let origin = match g.replicate() {
         Ok(o) => Some(o.id().to_owned()),
-        Err(_) => match stored_origin_ids(g, "checkpoint").as_slice() {
+        Err(_) => match store.origins(Kind::Checkpoint).await?.as_slice() {
             [one] => Some(one.clone()),
             _ => None,
         },
@@ -613,12 +596,12 @@ async fn follow_stats(g: &Global, store: &FsStore) -> Result<serde_json::Value, 
 /// `show NAME`: the stored metadata and document of one package.
 pub async fn show(g: &Global, name: &str) -> Result<(), Error> {
     work::validate_name(name).map_err(|e| Error::usage(e.to_string()))?;
-    let store = FsStore::new(&g.store);
-    let key = Key::packument(&cache_origin(g)?, name);
-    let Some(entry) = store.get(&key).await.map_err(|e| Error::Internal(e.to_string()))? else {
+    let store = open_store(g, Access::Read).await?;
+    let key = Key::packument(&cache_origin(g, &*store).await?, name);
+    let Some(entry) = store.get(&key).await? else {
         return Err(Error::NotFound(format!(
             "`{name}` is not in the replica at `{}`",
-            g.store.display()
+            g.store
         )));
     };
     eprintln!("{}", serde_json::to_string(&entry.meta).unwrap_or_default());
@@ -638,12 +621,12 @@ pub async fn show(g: &Global, name: &str) -> Result<(), Error> {
 /// (scoped names in a folder per scope).
 pub async fn export(g: &Global, list: &Path, outdir: &Path) -> Result<(), Error> {
     let names = read_name_list(list)?;
-    let store = FsStore::new(&g.store);
-    let origin = cache_origin(g)?;
+    let store = open_store(g, Access::Read).await?;
+    let origin = cache_origin(g, &*store).await?;
     let mut missing = Vec::new();
     for name in &names {
         let key = Key::packument(&origin, name);
-        let entry = store.get(&key).await.map_err(|e| Error::Internal(e.to_string()))?;
+        let entry = store.get(&key).await?;
         let Some(entry) = entry.filter(|e| e.meta.status != Status::Deleted) else {
             missing.push(name.clone());
             continue;

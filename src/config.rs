@@ -15,15 +15,16 @@ use crate::registry::origin::Origin;
 /// Flags every replication command shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Replica folder.
+    /// The replica: a folder, or a bucket as gs://BUCKET[/PREFIX] (STORAGE_EMULATOR_HOST points
+    /// it at an emulator).
     #[arg(
         long,
         global = true,
         env = "ALL_DOCS_STORE",
         default_value = "./replica",
-        value_name = "DIR"
+        value_name = "DIR|gs://BUCKET[/PREFIX]"
     )]
-    pub store: PathBuf,
+    pub store: String,
     /// Replication origin (serves `/`, `_all_docs`, `_changes`).
     #[arg(long, global = true, env = "ALL_DOCS_REPLICATE_ORIGIN", value_name = "URL")]
     pub replicate_origin: Option<String>,

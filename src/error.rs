@@ -35,3 +35,10 @@ impl Error {
         }
     }
 }
+
+/// A store that fails mid-command (unreachable, a corrupt entry): the work did not finish.
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Error {
+        Error::Incomplete(e.to_string())
+    }
+}

@@ -406,7 +406,7 @@ pub enum PackumentDone {
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::{BodyStream, Entry, Expect};
+    use crate::store::{BodyStream, Entry, Expect, Listed};
 
     /// A store where another writer stores `rev` under a key just before every conditional
     /// write to it, so that write loses.
@@ -445,8 +445,12 @@ mod tests {
             self.inner.delete(key).await
         }
 
-        async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError> {
             self.inner.list(prefix, after, limit).await
+        }
+
+        async fn origins(&self, kind: crate::keys::Kind) -> Result<Vec<String>, StoreError> {
+            self.inner.origins(kind).await
         }
     }
 

@@ -36,6 +36,24 @@ pub enum Key {
     },
 }
 
+/// The kinds of entry, as they appear in keys (`v1:{kind}:...`) and paths (`v1/{kind}/...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Packument,
+    Partition,
+    Checkpoint,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Packument => "packument",
+            Kind::Partition => "partition",
+            Kind::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("key `{0}` does not start with `v1:packument:`, `v1:partition:` or `v1:checkpoint:`")]

@@ -336,6 +336,24 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
             2,
             vec!["--concurrency", "1..=4096"],
         ),
+        (
+            "C25",
+            all_docs(Path::new("s3://bucket/replica"), sim, &["cache", "create-index"]),
+            2,
+            vec!["s3://bucket/replica", "`s3://` is not a store"],
+        ),
+        (
+            "C25",
+            all_docs(Path::new(""), sim, &["cache", "stats"]),
+            2,
+            vec!["--store", "empty"],
+        ),
+        (
+            "C25",
+            all_docs(&inputs.join("never-replicated"), sim, &["cache", "create-index"]),
+            2,
+            vec!["never-replicated", "no such folder"],
+        ),
     ];
     for (row, mut cmd, code, needles) in origin_cases {
         let fetched = r.packuments_fetched();
@@ -352,7 +370,34 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
 
     a_full_disk_fails_the_run_without_a_partial_entry_and_the_next_run_completes();
     covered.insert("C23".into());
+    a_bucket_that_does_not_exist_is_named(sim, &inputs);
+    covered.insert("C26".into());
     assert_eq!(covered, table_rows('C'), "docs/errors.md rows vs the cases here");
+}
+
+/// C26: `gs://` naming a bucket that does not exist, against fake-gcs-server: exit 2 naming it,
+/// for a reading and a writing command alike, and nothing created.
+fn a_bucket_that_does_not_exist_is_named(sim: &Sim, inputs: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let gcs = rt.block_on(common::cloud::Gcs::start());
+    for args in [&["cache", "create-index"][..], &["replicate"]] {
+        let out = all_docs(Path::new("gs://no-such-bucket"), sim, args)
+            .env("STORAGE_EMULATOR_HOST", &gcs.url)
+            .current_dir(inputs)
+            .output()
+            .expect("run all-docs");
+        assert_refused(
+            "C26",
+            &out,
+            2,
+            &["gs://no-such-bucket", "bucket `no-such-bucket` does not exist"],
+        );
+        assert!(out.stdout.is_empty(), "C26: nothing printed as if it were an answer");
+    }
+    assert!(rt.block_on(gcs.list("no-such-bucket", "")).is_empty());
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{all_docs, assert_ok, assert_replica_matches, run, store, Sim, BIN};
+use common::{all_docs, assert_ok, assert_replica_matches, run, store, Sim, TempDir, BIN};
 
 #[test]
 fn replicates_50k_packages_exactly_and_a_second_run_downloads_no_bodies() {
@@ -28,6 +28,62 @@ fn replicates_50k_packages_exactly_and_a_second_run_downloads_no_bodies() {
         "it did list: {stats}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Names up to npm's 214 bytes, scoped and not, at the edges of where the file store shards a
+/// name (2, 4 and 6 hex digits) and cuts it into folders (a file name holds 255 bytes, so 127
+/// bytes is the longest name kept in one), are all replicated, listed in byte order and shown;
+/// partitions whose pivots are such names too.
+#[test]
+fn names_of_every_legal_length_are_replicated() {
+    let dir = TempDir::new("long-names");
+    let p = "a".repeat(126);
+    let mut names: Vec<String> = vec![
+        "a".into(),
+        "ab".into(),
+        "abc".into(),
+        "abcd".into(),
+        p.clone(),
+        format!("{p}a"),
+        format!("{p}ab"),
+        format!("{p}a-{}", "x".repeat(86)),
+        format!("{p}b"),
+        "z".repeat(214),
+        format!("@{}/{}", "s".repeat(3), "n".repeat(209)),
+        format!("@{}/{}", "s".repeat(150), "n".repeat(62)),
+        format!("@{}/x", "s".repeat(125)),
+        format!("@{}/xy", "s".repeat(125)),
+        format!("{}-ü", "c".repeat(211)),
+        "lodash".into(),
+        "@types/node".into(),
+    ];
+    for n in &names {
+        assert!(n.len() <= 214, "{n}");
+    }
+    names.sort();
+    let list = dir.path().join("names.txt");
+    std::fs::write(&list, names.join("\n")).unwrap();
+    let sim = Sim::start(&["--names-file", list.to_str().unwrap()], &[]);
+    let store = dir.path().join("replica");
+    assert_ok(&run(&store, &sim, &["replicate"]), "replicate");
+    assert_replica_matches(&store, &sim);
+    let longest = &names.iter().max_by_key(|n| n.len()).unwrap()[..];
+    let shown = run(&store, &sim, &["show", longest]);
+    assert_ok(&shown, "show the longest name");
+    let doc: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(doc["name"], longest);
+
+    // Pivots that are long names make partitions with long ends.
+    let pivots = dir.path().join("pivots.json");
+    let cuts = [serde_json::Value::Null, format!("{p}a").into(), "z".repeat(214).into()];
+    std::fs::write(&pivots, serde_json::to_string(&cuts).unwrap()).unwrap();
+    let refreshed = run(
+        &store,
+        &sim,
+        &["partition", "refresh", "--pivots", pivots.to_str().unwrap()],
+    );
+    assert_ok(&refreshed, "partition refresh with long pivots");
+    assert_replica_matches(&store, &sim);
 }
 
 #[test]

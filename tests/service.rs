@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::cloud::{integrity_of, parse_index, wait_until, wait_until_or, Gcs, PubSub, Service};
-use common::{index_of, Sim, TempDir};
+use common::{all_docs, assert_ok, index_of, Sim, TempDir};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,6 +43,17 @@ async fn a_partition_set_replicates_20k_packages_into_the_bucket_and_redelivery_
         pubsub.pull("packument-dead-letter-pull").await.is_empty(),
         "nothing was dead-lettered"
     );
+    // The command line reads the bucket the service filled, through the same store interface.
+    let cli = |args: &[&str]| {
+        all_docs(std::path::Path::new("gs://replica"), &sim, args)
+            .env("STORAGE_EMULATOR_HOST", &gcs.url)
+            .output()
+            .expect("run all-docs")
+    };
+    let index = cli(&["cache", "create-index"]);
+    assert_ok(&index, "cache create-index on the bucket");
+    assert_eq!(String::from_utf8(index.stdout).unwrap(), sim.truth());
+    assert_ok(&cli(&["cache", "validate"]), "cache validate on the bucket");
 
     // Redeliveries: the same partition-set again, and packument items by hand. Nothing is
     // duplicated or rewritten differently; each object still matches its integrity.

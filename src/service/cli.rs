@@ -132,7 +132,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
     }
     let auth_config = push_auth_config(args)?;
     let pubsub = args.pubsub.config()?;
-    let store = open_store(&g.store.to_string_lossy()).await?;
+    let store = open_store(&g.store).await?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let client_config = g.client_config()?;
     let client = Arc::new(Client::new(client_config, stop_rx).map_err(|e| Error::Internal(e.to_string()))?);
@@ -178,7 +178,7 @@ pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
 }
 
 async fn open_store(spec: &str) -> Result<Arc<dyn crate::store::Store>, Error> {
-    crate::store::open(spec)
+    crate::store::open(spec, crate::store::Access::Write)
         .await
         .map_err(|e| Error::usage(format!("--store / ALL_DOCS_STORE: {e}")))
 }

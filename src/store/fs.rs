@@ -10,6 +10,14 @@
 //!   contend on its lock.
 //! - partition: `v1/partition/{origin}/{hex(start)}-{hex(end)}`.
 //!
+//! A file name holds at most 255 bytes, and a 214-byte package name has 428 hex digits. An
+//! entry name longer than [`FLAT_MAX`] is therefore cut: its first [`FLAT_MAX`] characters
+//! plus [`CONTINUED`] name a folder, and the rest is the file (or, for a partition's two long
+//! ends, the next cut) inside it. Names up to [`FLAT_MAX`] keep the single file they always
+//! had, so older replicas need no migration (`docs/adr/006-long-names-in-the-file-store.md`).
+//! Byte order survives: the other files in the folder are at most [`FLAT_MAX`] long, so none
+//! sorts between the folder and the names inside it.
+//!
 //! Each file is one line of JSON [`Meta`], a newline, then the body exactly as fetched. One
 //! file per entry means one rename commits body and metadata together: a write goes to a
 //! unique temporary file in the same directory, is fsynced, renamed over the entry, and the
@@ -28,13 +36,23 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{verified, BodyStream, Entry, Expect, Hasher, Meta, Store, StoreError};
-use crate::keys::{hex, Key};
+use super::{verified, BodyStream, Entry, Expect, Hasher, Listed, Meta, Store, StoreError};
+use crate::keys::{hex, Key, Kind};
 
 /// Bodies up to this size are hashed in memory before the entry is written.
 pub const INLINE_MAX: usize = 1 << 20;
 /// The metadata line may not be longer than this.
 const MAX_HEADER: u64 = 64 * 1024;
+/// The longest entry name kept as one file name: 255 bytes (the usual file-system limit),
+/// rounded down to an even number of hex digits.
+pub const FLAT_MAX: usize = 254;
+/// Ends the name of a folder that holds the rest of longer entry names. `-` sorts before
+/// every hex digit, and no file name is longer than [`FLAT_MAX`], so the folder sorts right
+/// after the file of exactly its prefix, as the names inside it do.
+const CONTINUED: char = '-';
+/// The part of an entry name kept in its temporary files' names (which need room for the pid
+/// and a counter too).
+const TEMP_NAME_MAX: usize = 32;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -105,24 +123,15 @@ impl FsStore {
             Key::Packument { origin, name } => {
                 let h = hex(name.as_bytes());
                 let (l1, l2) = shards(&h);
-                self.root
-                    .join("v1")
-                    .join("packument")
-                    .join(origin)
-                    .join(l1)
-                    .join(l2)
-                    .join(&h)
+                let dir = self.root.join("v1").join("packument").join(origin).join(l1).join(l2);
+                entry_path(dir, &h)
             }
             Key::Partition { origin, start, end } => {
                 let (s, e) = (
                     hex(start.as_deref().unwrap_or("").as_bytes()),
                     hex(end.as_deref().unwrap_or("").as_bytes()),
                 );
-                self.root
-                    .join("v1")
-                    .join("partition")
-                    .join(origin)
-                    .join(format!("{s}-{e}"))
+                entry_path(self.root.join("v1").join("partition").join(origin), &format!("{s}-{e}"))
             }
             Key::Checkpoint { origin } => self.root.join("v1").join("checkpoint").join(origin),
         }
@@ -204,14 +213,57 @@ fn is_temporary(name: &str) -> bool {
     }
 }
 
-/// A unique temporary path beside `path`: `.{name}.{pid}.{n}.{tag}`.
+/// A unique temporary path beside `path`: `.{name}.{pid}.{n}.{tag}`, with `name` the start of
+/// the entry's file name (at most [`TEMP_NAME_MAX`] bytes, so the whole stays a legal file
+/// name whatever the entry's length).
 fn temp_beside(path: &Path, tag: &str) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.{n}.{tag}", std::process::id()))
+    let mut cut = name.len().min(TEMP_NAME_MAX);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    path.with_file_name(format!(".{}.{}.{n}.{tag}", &name[..cut], std::process::id()))
+}
+
+/// The path of the entry named `name` in `dir`: the name itself when it is at most
+/// [`FLAT_MAX`] long, else cut into folders (see the module docs).
+fn entry_path(mut dir: PathBuf, name: &str) -> PathBuf {
+    let mut rest = name;
+    while rest.len() > FLAT_MAX {
+        // Hex digits and `-` only: every index is a character boundary.
+        let (head, tail) = rest.split_at(FLAT_MAX);
+        dir.push(format!("{head}{CONTINUED}"));
+        rest = tail;
+    }
+    dir.join(rest)
+}
+
+/// Creates `dir` and its missing parents, then syncs the folder that holds each new one, so
+/// an entry whose rename was made durable cannot be lost with a folder whose name was not.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for created in &missing {
+        if let Some(parent) = created.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -247,9 +299,8 @@ impl Store for FsStore {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(io_err("cannot create folder", &dir))?;
+        let mkdir = dir.clone();
+        blocking(move || create_dir_durably(&mkdir).map_err(io_err("cannot create folder", &mkdir))).await?;
         let body_err = |source| StoreError::Body {
             key: key.to_string(),
             source,
@@ -399,10 +450,50 @@ impl Store for FsStore {
         }
     }
 
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
-        let root = self.root.clone();
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        let store = self.clone();
         let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
-        blocking(move || list_sync(&root, &prefix, after.as_deref(), limit)).await
+        blocking(move || {
+            let keys = list_sync(&store.root, &prefix, after.as_deref(), limit)?;
+            Ok(keys
+                .into_iter()
+                .map(|text| {
+                    let meta = text
+                        .parse::<Key>()
+                        .map_err(|e| StoreError::Corrupt {
+                            key: text.clone(),
+                            reason: e.to_string(),
+                        })
+                        .and_then(|key| {
+                            open_entry(&key, &store.path_of(&key))?
+                                .map(|(m, _)| m)
+                                .ok_or_else(|| StoreError::Corrupt {
+                                    key: text.clone(),
+                                    reason: "removed while being listed".into(),
+                                })
+                        });
+                    Listed { key: text, meta }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn origins(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("v1").join(kind.as_str());
+        blocking(move || {
+            Ok(read_dir_sorted(&dir)?
+                .into_iter()
+                .filter(|(_, is_dir)| *is_dir == (kind != Kind::Checkpoint))
+                .map(|(name, _)| name)
+                .collect())
+        })
+        .await
+    }
+
+    async fn sweep_temporaries(&self, idle: std::time::Duration) -> Result<(u64, u64), StoreError> {
+        let store = self.clone();
+        blocking(move || Ok(store.remove_stale_temporaries(idle))).await
     }
 }
 
@@ -420,14 +511,15 @@ fn list_sync(root: &Path, prefix: &str, after: Option<&str>, limit: usize) -> Re
     let wanted = |key: &str| key.starts_with(prefix) && after.is_none_or(|a| key > a);
     let after_hex = after.and_then(|a| a.strip_prefix(&key_prefix)).unwrap_or("");
     if kind == "partition" {
-        for name in read_dir_sorted(&dir)? {
+        entry_names(&dir, &mut |name| {
             if let Some((s, e)) = name.split_once('-') {
                 let key = format!("{key_prefix}{s}:{e}");
                 if wanted(&key) {
                     keys.push(key);
                 }
             }
-        }
+            true
+        })?;
         keys.sort();
         keys.truncate(limit);
         return Ok(keys);
@@ -449,21 +541,22 @@ fn shards(h: &str) -> (&str, &str) {
     (l1, l2)
 }
 
-/// Visits file names under `dir` in byte order, `levels` folders deep, skipping folders that
-/// cannot hold names starting with `rest` or after `after_hex`. `visit` returns false to stop.
+/// Visits entry names under `dir` in byte order, `levels` shard folders deep, skipping folders
+/// that cannot hold names starting with `rest` or after `after_hex`. `visit` returns false to
+/// stop.
 fn walk(
     dir: &Path,
     prefix: &str,
     levels: u32,
     rest: &str,
     after_hex: &str,
-    visit: &mut dyn FnMut(&str) -> bool,
+    visit: &mut dyn FnMut(String) -> bool,
 ) -> Result<bool, StoreError> {
-    for entry in read_dir_sorted(dir)? {
-        if levels == 0 {
-            if !visit(&entry) {
-                return Ok(false);
-            }
+    if levels == 0 {
+        return entry_names(dir, visit);
+    }
+    for (entry, is_dir) in read_dir_sorted(dir)? {
+        if !is_dir {
             continue;
         }
         let p = if entry == "-" {
@@ -481,8 +574,31 @@ fn walk(
     Ok(true)
 }
 
-/// Entry names of `dir` in byte order, without temporary files; an absent folder is empty.
-fn read_dir_sorted(dir: &Path) -> Result<Vec<String>, StoreError> {
+/// Visits the entry names in `dir` in byte order: each file's name, and for each folder named
+/// with [`CONTINUED`] (see [`entry_path`]) its prefix joined to every entry name inside it.
+/// `visit` returns false to stop.
+fn entry_names(dir: &Path, visit: &mut dyn FnMut(String) -> bool) -> Result<bool, StoreError> {
+    for (name, is_dir) in read_dir_sorted(dir)? {
+        if !is_dir {
+            if !visit(name) {
+                return Ok(false);
+            }
+            continue;
+        }
+        // Any other folder is not ours: nothing in it is an entry.
+        let Some(head) = name.strip_suffix(CONTINUED) else {
+            continue;
+        };
+        if !entry_names(&dir.join(&name), &mut |tail| visit(format!("{head}{tail}")))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Names in `dir` in byte order, each with whether it is a folder, without temporary files (or
+/// anything else starting with `.`); an absent folder is empty.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, bool)>, StoreError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -493,7 +609,8 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<String>, StoreError> {
         let entry = entry.map_err(io_err("cannot list", dir))?;
         if let Ok(name) = entry.file_name().into_string() {
             if !name.starts_with('.') {
-                names.push(name);
+                let is_dir = entry.file_type().map_err(io_err("cannot list", dir))?.is_dir();
+                names.push((name, is_dir));
             }
         }
     }
@@ -515,7 +632,8 @@ async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{body_from, conformance, Status};
+    use super::super::conformance::conformance_suite;
+    use super::super::{body_from, Status};
     use super::*;
 
     fn temp_root(tag: &str) -> PathBuf {
@@ -528,20 +646,76 @@ mod tests {
         dir
     }
 
-    #[tokio::test]
-    async fn conforms() {
-        for (tag, case) in [("rt", 0), ("fail", 1), ("list", 2), ("big", 3)] {
-            let root = temp_root(tag);
-            let store = FsStore::new(&root);
-            match case {
-                0 => conformance::round_trip(&store).await,
-                1 => conformance::failed_body_keeps_the_old_entry(&store).await,
-                2 => conformance::lists_in_byte_order_with_paging(&store).await,
-                3 => conformance::conditional_writes(&store).await,
-                _ => conformance::streams_large_bodies(&store).await,
-            }
-            let _ = std::fs::remove_dir_all(&root);
+    /// A file store in a fresh temporary folder, removed when dropped.
+    pub(super) struct Fixture(FsStore);
+
+    impl std::ops::Deref for Fixture {
+        type Target = FsStore;
+        fn deref(&self) -> &FsStore {
+            &self.0
         }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.root());
+        }
+    }
+
+    async fn fixture(case: &str) -> Fixture {
+        Fixture(FsStore::new(temp_root(case)))
+    }
+
+    conformance_suite!(fixture);
+
+    #[tokio::test]
+    async fn long_names_are_cut_into_folders_and_short_ones_keep_their_file() {
+        let store = fixture("cut").await;
+        let short = Key::packument("o", &"a".repeat(127));
+        let long = Key::packument("o", &"a".repeat(214));
+        for key in [&short, &long] {
+            store
+                .put(key, Meta::new(Status::Ok, 1), body_from(&b"{}"[..]))
+                .await
+                .unwrap();
+        }
+        let shard = store.root().join("v1/packument/o/6161/61");
+        assert_eq!(store.path_of(&short), shard.join("61".repeat(127)));
+        assert_eq!(
+            store.path_of(&long),
+            shard.join(format!("{}-", "61".repeat(127))).join("61".repeat(87))
+        );
+        for key in [&short, &long] {
+            let path = store.path_of(key);
+            assert!(path.is_file(), "{}", path.display());
+            for part in path.strip_prefix(store.root()).unwrap() {
+                assert!(part.len() <= 255, "{} bytes", part.len());
+            }
+        }
+        // A partition between two long names: two cuts.
+        let part = Key::partition("o", Some(&"b".repeat(214)), Some(&"c".repeat(214)));
+        store
+            .put(&part, Meta::new(Status::Ok, 1), body_from(&b"[]"[..]))
+            .await
+            .unwrap();
+        let components: Vec<_> = store
+            .path_of(&part)
+            .strip_prefix(store.root())
+            .unwrap()
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(components, [2, 9, 1, 255, 255, 255, 95]);
+    }
+
+    #[tokio::test]
+    async fn temporary_names_stay_short_whatever_the_entry() {
+        let path = PathBuf::from("/r").join("61".repeat(127));
+        let tmp = temp_beside(&path, "spill");
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() < 80, "{name}");
+        assert!(is_temporary(name), "{name}");
+        assert!(name.starts_with(&format!(".{}.", "61".repeat(16))), "{name}");
     }
 
     #[tokio::test]

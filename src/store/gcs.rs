@@ -38,8 +38,8 @@ use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::objects::Object;
 use parking_lot::Mutex;
 
-use super::{verified, BodyStream, Entry, Expect, Hasher, Meta, Status, Store, StoreError};
-use crate::keys::Key;
+use super::{verified, BodyStream, Entry, Expect, Hasher, Listed, Meta, Status, Store, StoreError};
+use crate::keys::{Key, Kind};
 
 /// Bodies up to this size go up in one request with their metadata.
 pub const INLINE_MAX: usize = 8 << 20;
@@ -65,7 +65,7 @@ impl GcsSpec {
             && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
         if !valid {
             return Some(Err(format!(
-                "store `{spec}`: `{bucket}` is not a bucket name (3-63 lowercase letters, digits, `-`, `_`, `.`)"
+                "`{bucket}` is not a bucket name (3-63 lowercase letters, digits, `-`, `_`, `.`)"
             )));
         }
         Some(Ok(GcsSpec {
@@ -371,7 +371,7 @@ impl Store for GcsStore {
         }
     }
 
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError> {
         if prefix.contains('/') {
             return Err(StoreError::Prefix(prefix.to_owned()));
         }
@@ -398,9 +398,18 @@ impl Store for GcsStore {
                 if Some(&object.name) == start.as_ref() {
                     continue;
                 }
-                if let Some(k) = self.key_text(&object.name) {
-                    out.push(k);
-                }
+                let Some(text) = self.key_text(&object.name) else {
+                    continue;
+                };
+                // The listing carries each object's metadata: no request per entry.
+                let meta = text
+                    .parse::<Key>()
+                    .map_err(|e| StoreError::Corrupt {
+                        key: text.clone(),
+                        reason: e.to_string(),
+                    })
+                    .and_then(|key| from_object(&key, &object));
+                out.push(Listed { key: text, meta });
                 if out.len() == limit {
                     break;
                 }
@@ -413,6 +422,68 @@ impl Store for GcsStore {
         // In object-name order, which pages consistently with `startOffset`; for packuments
         // (a fixed prefix, then hex) it is the keys' byte order, as the trait asks.
         Ok(out)
+    }
+
+    async fn origins(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        let prefix = self.under(&format!("v1/{}/", kind.as_str()));
+        // Checkpoints are objects named by their origin; the others are folders of them.
+        let folders = kind != Kind::Checkpoint;
+        let mut ids = Vec::new();
+        let mut page_token = None;
+        loop {
+            let req = ListObjectsRequest {
+                bucket: self.spec.bucket.clone(),
+                prefix: Some(prefix.clone()),
+                delimiter: Some("/".to_owned()),
+                page_token: page_token.take(),
+                ..Default::default()
+            };
+            let page = self
+                .client
+                .list_objects(&req)
+                .await
+                .map_err(|e| failed_at(&prefix, "list", &e))?;
+            if folders {
+                let names = page.prefixes.unwrap_or_default();
+                ids.extend(
+                    names
+                        .iter()
+                        .filter_map(|p| p.strip_prefix(&prefix))
+                        .map(|id| id.trim_end_matches('/').to_owned()),
+                );
+            } else {
+                let items = page.items.unwrap_or_default();
+                ids.extend(
+                    items
+                        .iter()
+                        .filter_map(|o| o.name.strip_prefix(&prefix))
+                        .map(str::to_owned),
+                );
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => page_token = Some(t),
+                None => break,
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+impl GcsStore {
+    /// Whether the bucket exists (a one-object listing: it needs only the permission to list
+    /// objects, which every user of the replica has, unlike reading the bucket's own metadata).
+    pub async fn bucket_exists(&self) -> Result<bool, StoreError> {
+        let req = ListObjectsRequest {
+            bucket: self.spec.bucket.clone(),
+            max_results: Some(1),
+            ..Default::default()
+        };
+        match self.client.list_objects(&req).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(failed_at(&format!("gs://{}", self.spec.bucket), "list", &e)),
+        }
     }
 }
 
@@ -535,7 +606,7 @@ fn failed_at(at: &str, what: &str, e: &gcloud_storage::http::Error) -> StoreErro
 
 #[cfg(test)]
 mod tests {
-    use super::super::conformance;
+    use super::super::conformance::{self, conformance_suite};
     use super::*;
 
     #[test]
@@ -585,40 +656,48 @@ mod tests {
         assert!(matches!(from_object(&key, &bare), Err(StoreError::Corrupt { .. })));
     }
 
-    /// The conformance suite against fake-gcs-server (installed by `scripts/install-fake-gcs`;
-    /// `ALL_DOCS_FAKE_GCS_SERVER` names another binary).
-    #[tokio::test]
-    async fn conforms_against_fake_gcs_server() {
-        let server = FakeGcs::start().await;
-        for (i, bucket) in ["c-round", "c-failed", "c-list", "c-cond", "c-large"]
-            .iter()
-            .enumerate()
-        {
-            server.bucket(bucket).await;
-            let spec = GcsSpec {
-                bucket: (*bucket).to_owned(),
-                prefix: if i % 2 == 0 {
-                    String::new()
-                } else {
-                    "some/prefix".into()
-                },
-            };
-            let store = server.store(spec).await;
-            match i {
-                0 => conformance::round_trip(&store).await,
-                1 => conformance::failed_body_keeps_the_old_entry(&store).await,
-                2 => conformance::lists_in_byte_order_with_paging(&store).await,
-                3 => conformance::conditional_writes(&store).await,
-                _ => conformance::streams_large_bodies(&store).await,
-            }
+    /// A store in a fresh bucket of its own fake-gcs-server (installed by
+    /// `scripts/install-fake-gcs`; `ALL_DOCS_FAKE_GCS_SERVER` names another binary), under a
+    /// prefix, so the prefix handling is part of every case.
+    struct Fixture {
+        store: GcsStore,
+        _server: FakeGcs,
+    }
+
+    impl std::ops::Deref for Fixture {
+        type Target = GcsStore;
+        fn deref(&self) -> &GcsStore {
+            &self.store
         }
-        // No scratch object is left behind by the large write.
-        let scratch = server
+    }
+
+    async fn fixture(case: &str) -> Fixture {
+        let server = FakeGcs::start().await;
+        let bucket: String = case.replace('_', "-").chars().take(63).collect();
+        server.bucket(&bucket).await;
+        let store = server
+            .store(GcsSpec {
+                bucket,
+                prefix: "some/prefix".into(),
+            })
+            .await;
+        Fixture { store, _server: server }
+    }
+
+    conformance_suite!(fixture);
+
+    #[tokio::test]
+    async fn a_large_write_leaves_no_scratch_object_and_a_missing_bucket_is_told_apart() {
+        let server = FakeGcs::start().await;
+        server.bucket("c-large").await;
+        let store = server
             .store(GcsSpec {
                 bucket: "c-large".into(),
                 prefix: String::new(),
             })
-            .await
+            .await;
+        conformance::streams_large_bodies(&store).await;
+        let scratch = store
             .client
             .list_objects(&ListObjectsRequest {
                 bucket: "c-large".into(),
@@ -628,6 +707,14 @@ mod tests {
             .await
             .unwrap();
         assert!(scratch.items.unwrap_or_default().is_empty());
+        assert!(store.bucket_exists().await.unwrap());
+        let missing = server
+            .store(GcsSpec {
+                bucket: "no-such-bucket".into(),
+                prefix: String::new(),
+            })
+            .await;
+        assert!(!missing.bucket_exists().await.unwrap());
     }
 
     struct FakeGcs {

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use parking_lot::RwLock;
 
-use super::{body_from, verified, BodyStream, Entry, Expect, Hasher, Meta, Store, StoreError};
-use crate::keys::Key;
+use super::{body_from, verified, BodyStream, Entry, Expect, Hasher, Listed, Meta, Store, StoreError};
+use crate::keys::{Key, Kind};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -75,7 +75,7 @@ impl Store for MemoryStore {
         Ok(self.entries.write().remove(&key.to_string()).is_some())
     }
 
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError> {
         let entries = self.entries.read();
         let start = match after {
             Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_owned()),
@@ -83,25 +83,37 @@ impl Store for MemoryStore {
         };
         Ok(entries
             .range((start, std::ops::Bound::Unbounded))
-            .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(prefix))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
-            .cloned()
+            .map(|(k, (meta, _))| Listed {
+                key: k.clone(),
+                meta: Ok(meta.clone()),
+            })
             .collect())
+    }
+
+    async fn origins(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("v1:{}:", kind.as_str());
+        let mut ids: Vec<String> = self
+            .entries
+            .read()
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split(':').next().unwrap_or_default().to_owned())
+            .collect();
+        ids.dedup();
+        Ok(ids)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::conformance;
+    use super::super::conformance::conformance_suite;
     use super::*;
 
-    #[tokio::test]
-    async fn conforms() {
-        conformance::round_trip(&MemoryStore::new()).await;
-        conformance::failed_body_keeps_the_old_entry(&MemoryStore::new()).await;
-        conformance::lists_in_byte_order_with_paging(&MemoryStore::new()).await;
-        conformance::conditional_writes(&MemoryStore::new()).await;
-        conformance::streams_large_bodies(&MemoryStore::new()).await;
+    async fn fixture(_case: &str) -> Box<MemoryStore> {
+        Box::new(MemoryStore::new())
     }
+
+    conformance_suite!(fixture);
 }

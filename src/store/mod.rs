@@ -27,7 +27,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::keys::Key;
+use crate::keys::{Key, Kind};
 
 /// A body, chunk by chunk.
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -217,23 +217,129 @@ pub trait Store: Send + Sync {
     /// Removes the entry; `false` when there was none.
     async fn delete(&self, key: &Key) -> Result<bool, StoreError>;
 
-    /// Keys (as text) starting with `prefix`, in byte order, after `after` (exclusive), at most
-    /// `limit` of them. Page by passing the last key back as `after`.
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Entries whose key (as text) starts with `prefix`, in byte order of their keys, after
+    /// `after` (exclusive), at most `limit` of them, each with its metadata: one listing
+    /// answers what an index or counts need, without a request per entry. Page by passing the
+    /// last key back as `after`.
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError>;
+
+    /// The origin ids this store holds entries of `kind` for, sorted.
+    async fn origins(&self, kind: Kind) -> Result<Vec<String>, StoreError>;
+
+    /// Removes what interrupted writes left behind (temporary files, scratch objects) once
+    /// nothing has written to it for `idle`; returns how many were removed and the bytes freed.
+    /// Drivers whose writes leave nothing, or whose platform cleans up (a bucket's lifecycle
+    /// rule), do nothing.
+    async fn sweep_temporaries(&self, idle: std::time::Duration) -> Result<(u64, u64), StoreError> {
+        let _ = idle;
+        Ok((0, 0))
+    }
 }
 
-/// Opens the store a spec names: `gs://BUCKET[/PREFIX]` for GCS, anything else a folder for
-/// the file store (created and checked writable).
-pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>, String> {
+/// One entry of a [`Store::list`]ing: its key as text, and its metadata, or why that could
+/// not be read (a corrupt entry does not end the listing, so `cache validate` can report every
+/// one).
+#[derive(Debug)]
+pub struct Listed {
+    pub key: String,
+    pub meta: Result<Meta, StoreError>,
+}
+
+/// Lists every entry under `prefix`, page by page, calling `f` with each (in byte order of the
+/// keys); stops at the first error `f` returns.
+pub async fn for_each<E: From<StoreError>>(
+    store: &dyn Store,
+    prefix: &str,
+    mut f: impl FnMut(Listed) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), LIST_PAGE).await?;
+        let Some(last) = page.last().map(|l| l.key.clone()) else {
+            return Ok(());
+        };
+        for listed in page {
+            f(listed)?;
+        }
+        after = Some(last);
+    }
+}
+
+/// Entries asked for per listing request.
+pub const LIST_PAGE: usize = 1_000;
+
+/// What a command does with the store it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only: the replica must already be there (a missing folder is an error, not an
+    /// empty replica).
+    Read,
+    /// Writes too: a folder is created if needed and checked writable.
+    Write,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The spec, or what it names, is wrong (exit 2).
+    #[error("store `{spec}`: {reason}")]
+    Bad { spec: String, reason: String },
+    /// The store is there but could not be reached (exit 1).
+    #[error("store `{spec}`: {source}")]
+    Unavailable {
+        spec: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Opens the store a spec names: `gs://BUCKET[/PREFIX]` for GCS (the bucket must exist), a
+/// folder path for the file store. Any other `scheme://` is refused rather than taken for a
+/// folder, so a mistyped cloud spec never reads as an empty local replica.
+pub async fn open(spec: &str, access: Access) -> Result<std::sync::Arc<dyn Store>, OpenError> {
+    let bad = |reason: String| OpenError::Bad {
+        spec: spec.to_owned(),
+        reason,
+    };
     if let Some(gcs) = gcs::GcsSpec::parse(spec) {
-        let store = gcs::GcsStore::connect(gcs?).await.map_err(|e| e.to_string())?;
+        let gcs = gcs.map_err(bad)?;
+        let bucket = gcs.bucket.clone();
+        let store = gcs::GcsStore::connect(gcs)
+            .await
+            .map_err(|source| OpenError::Unavailable {
+                spec: spec.to_owned(),
+                source,
+            })?;
+        match store.bucket_exists().await {
+            Ok(true) => {}
+            Ok(false) => return Err(bad(format!("bucket `{bucket}` does not exist"))),
+            Err(source) => {
+                return Err(OpenError::Unavailable {
+                    spec: spec.to_owned(),
+                    source,
+                })
+            }
+        }
         return Ok(std::sync::Arc::new(store));
     }
     if spec.trim().is_empty() {
-        return Err("the store is empty: give a folder or gs://BUCKET[/PREFIX]".into());
+        return Err(bad("empty: give a folder or gs://BUCKET[/PREFIX]".into()));
     }
-    let store = fs::FsStore::new(std::path::Path::new(spec));
-    store.check_writable().await.map_err(|e| e.to_string())?;
+    if let Some((scheme, _)) = spec.split_once("://") {
+        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+            return Err(bad(format!(
+                "`{scheme}://` is not a store this program knows: give a folder or gs://BUCKET[/PREFIX]"
+            )));
+        }
+    }
+    let root = std::path::Path::new(spec);
+    let store = fs::FsStore::new(root);
+    match access {
+        Access::Write => store.check_writable().await.map_err(|e| bad(e.to_string()))?,
+        Access::Read if root.is_dir() => {}
+        Access::Read if root.exists() => return Err(bad("not a folder".into())),
+        Access::Read => return Err(bad("no such folder (nothing has been replicated there)".into())),
+    }
     Ok(std::sync::Arc::new(store))
 }
 
@@ -336,9 +442,60 @@ pub fn now_ms() -> u64 {
 
 #[cfg(test)]
 pub(crate) mod conformance {
-    //! The behaviour every driver must show; each driver's tests call these.
+    //! The behaviour every driver must show. Each driver's tests expand [`conformance_suite!`]
+    //! with a fixture maker, which makes every case below its own test for that driver: a case
+    //! added here runs for every driver, and none can leave one out.
     use super::*;
     use futures_util::StreamExt as _;
+
+    /// One `#[tokio::test]` per conformance case, each on a fresh store from
+    /// `$fixture(case_name).await` (anything that dereferences to a driver and cleans up when
+    /// dropped).
+    macro_rules! conformance_suite {
+        ($fixture:ident) => {
+            $crate::store::conformance::conformance_suite!(
+                $fixture: round_trip,
+                failed_body_keeps_the_old_entry,
+                lists_in_byte_order_with_paging,
+                listing_carries_the_metadata,
+                conditional_writes,
+                streams_large_bodies,
+                every_legal_name_is_stored_and_listed_in_byte_order,
+                origins_are_listed_by_kind,
+            );
+        };
+        ($fixture:ident: $($case:ident),+ $(,)?) => {
+            mod conformance_cases {
+                $(
+                    #[tokio::test]
+                    async fn $case() {
+                        let fixture = super::$fixture(stringify!($case)).await;
+                        $crate::store::conformance::$case(&*fixture).await;
+                    }
+                )+
+            }
+        };
+    }
+    pub(crate) use conformance_suite;
+
+    /// The names of every entry under `prefix`, paging `page` at a time.
+    async fn names_under(store: &dyn Store, prefix: &str, page: usize) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let listed = store.list(prefix, after.as_deref(), page).await.unwrap();
+            if listed.is_empty() {
+                break;
+            }
+            assert!(listed.len() <= page);
+            after = listed.last().map(|l| l.key.clone());
+            all.extend(listed.into_iter().map(|l| match l.key.parse::<Key>().unwrap() {
+                Key::Packument { name, .. } => name,
+                other => panic!("unexpected {other:?}"),
+            }));
+        }
+        all
+    }
 
     fn meta(rev: &str) -> Meta {
         let mut m = Meta::new(Status::Ok, 1);
@@ -406,31 +563,125 @@ pub(crate) mod conformance {
             .await
             .unwrap();
         let prefix = Key::packument_prefix("o");
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.list(&prefix, after.as_deref(), 3).await.unwrap();
-            if page.is_empty() {
-                break;
-            }
-            assert!(page.len() <= 3);
-            after = page.last().cloned();
-            all.extend(page);
-        }
-        let got: Vec<String> = all
-            .iter()
-            .map(|k| match k.parse::<Key>().unwrap() {
-                Key::Packument { name, .. } => name,
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
+        let got = names_under(store, &prefix, 3).await;
         let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(got, want);
         let a_only = store.list(&format!("{prefix}61"), None, 100).await.unwrap();
         assert_eq!(a_only.len(), 2, "a and ab: {a_only:?}");
         let parts = store.list(&Key::partition_prefix("o"), None, 100).await.unwrap();
+        let parts: Vec<&str> = parts.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(parts, vec![Key::partition("o", None, Some("m")).to_string()]);
+    }
+
+    pub async fn listing_carries_the_metadata(store: &dyn Store) {
+        let mut stored = Vec::new();
+        for (name, status) in [("a", Status::Ok), ("b", Status::Unpublished), ("c", Status::Deleted)] {
+            let mut m = meta(&format!("1-{name}"));
+            m.status = status;
+            let key = Key::packument("o", name);
+            stored.push(store.put(&key, m, body_from(name.repeat(3))).await.unwrap());
+        }
+        let listed = store.list(&Key::packument_prefix("o"), None, 10).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        for (l, want) in listed.iter().zip(&stored) {
+            let got = l.meta.as_ref().unwrap();
+            assert_eq!(got, want, "{}", l.key);
+            assert_eq!(
+                got.version, want.version,
+                "the version too, for a conditional write after it"
+            );
+        }
+    }
+
+    /// Names of every length a registry allows (up to 214 bytes, scoped or not, some not ASCII),
+    /// at the edges of where a driver may have to split a name (file names hold 255 bytes), are
+    /// stored, read back, replaced conditionally, listed in byte order (also page by page across
+    /// those edges) and deleted; partitions whose ends are such names too.
+    pub async fn every_legal_name_is_stored_and_listed_in_byte_order(store: &dyn Store) {
+        let base = "a".repeat(126);
+        let mut names: Vec<String> = vec![
+            "a".into(),
+            "ab".into(),
+            "abc".into(),
+            format!("{base}a"),                   // 127 bytes: the longest single file name
+            format!("{base}ab"),                  // 128: the shortest cut one, same first 127
+            format!("{base}a{}", "-".repeat(87)), // 214, same first 127
+            format!("{base}a{}", "z".repeat(87)), // 214, same first 127
+            format!("{base}a0"),
+            format!("{base}b"), // 127, after all of those
+            base.clone(),       // 126: a prefix of all of them
+            "z".repeat(214),
+            format!("@{}/{}", "s".repeat(100), "n".repeat(112)), // scoped, 214
+            format!("@{}/{}", "s".repeat(100), "n".repeat(20)),
+            format!("{}é", "é".repeat(106)),     // 214 bytes, not ASCII
+            format!("{base}{}", "é".repeat(44)), // 214 bytes, cut inside a character's hex
+        ];
+        for n in &names {
+            assert!(n.len() <= 214, "{} bytes", n.len());
+            let key = Key::packument("o", n);
+            store.put(&key, meta("1-a"), body_from(n.clone())).await.unwrap();
+        }
+        names.sort();
+        for page in [1, 2, 5, 100] {
+            assert_eq!(
+                names_under(store, &Key::packument_prefix("o"), page).await,
+                names,
+                "pages of {page}"
+            );
+        }
+        for n in &names {
+            let key = Key::packument("o", n);
+            let head = store.head(&key).await.unwrap().expect("stored");
+            let entry = store.get(&key).await.unwrap().unwrap();
+            assert_eq!(entry.bytes().await.unwrap(), n.as_bytes());
+            let expect = Meta::expect_replacing(Some(&head));
+            store
+                .put_if(&key, meta("2-a"), body_from(&b"{}"[..]), &|_| {}, &expect)
+                .await
+                .unwrap();
+            let again = store
+                .put_if(&key, meta("2-b"), body_from(&b"{}"[..]), &|_| {}, &expect)
+                .await;
+            assert!(matches!(again, Err(StoreError::Conflict { .. })), "{n}: {again:?}");
+        }
+        let long = &names[names.len() - 1];
+        for (start, end) in [
+            (None, Some(long.as_str())),
+            (Some(long.as_str()), None),
+            (Some(&names[3][..]), Some(long.as_str())),
+        ] {
+            let key = Key::partition("o", start, end);
+            store.put(&key, meta("1-a"), body_from(&b"[]"[..])).await.unwrap();
+            assert!(store.get(&key).await.unwrap().is_some(), "{key}");
+        }
+        let parts = store.list(&Key::partition_prefix("o"), None, 100).await.unwrap();
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        for n in &names {
+            assert!(store.delete(&Key::packument("o", n)).await.unwrap(), "{n}");
+        }
+        assert!(names_under(store, &Key::packument_prefix("o"), 100).await.is_empty());
+    }
+
+    pub async fn origins_are_listed_by_kind(store: &dyn Store) {
+        assert!(store.origins(Kind::Packument).await.unwrap().is_empty());
+        for origin in ["reg-b", "reg-a"] {
+            store
+                .put(&Key::packument(origin, "x"), meta("1-a"), body_from(&b"{}"[..]))
+                .await
+                .unwrap();
+        }
+        store
+            .put(&Key::partition("rep", None, None), meta("1-a"), body_from(&b"[]"[..]))
+            .await
+            .unwrap();
+        store
+            .put(&Key::checkpoint("rep"), meta("1-a"), body_from(&b"{}"[..]))
+            .await
+            .unwrap();
+        assert_eq!(store.origins(Kind::Packument).await.unwrap(), ["reg-a", "reg-b"]);
+        assert_eq!(store.origins(Kind::Partition).await.unwrap(), ["rep"]);
+        assert_eq!(store.origins(Kind::Checkpoint).await.unwrap(), ["rep"]);
     }
 
     pub async fn conditional_writes(store: &dyn Store) {
