@@ -634,7 +634,7 @@ async fn every_service_row_is_a_4xx_that_stores_and_publishes_nothing() {
             400,
             "not valid base64",
         ),
-        ("S05", "packument", Some(good.clone()), huge, 400, "16 MiB"),
+        ("S05", "packument", Some(good.clone()), huge, 413, "16 MiB"),
         (
             "S06",
             "packument",

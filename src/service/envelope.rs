@@ -42,8 +42,9 @@ pub struct Delivery {
 pub enum Rejection {
     #[error("the request body is empty")]
     Empty,
+    /// Answered 413 (Content Too Large), not 400: HTTP's status for exactly this.
     #[error("the request body is over the 16 MiB limit: {0}")]
-    Body(String),
+    TooLarge(String),
     #[error("the request body is not JSON: {0}")]
     NotJson(String),
     #[error("the push envelope has no `message.data`")]

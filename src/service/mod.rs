@@ -157,7 +157,7 @@ async fn changes_tick(State(s): State<Arc<AppState>>, headers: HeaderMap, body: 
             };
             if !body.iter().all(u8::is_ascii_whitespace) {
                 if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                    let rejection = Rejection::Body(format!("a changes tick is empty or JSON: {e}"));
+                    let rejection = Rejection::NotJson(format!("a changes tick is empty or JSON: {e}"));
                     tracing::warn!(endpoint = "changes", reason = %rejection, "message rejected");
                     return Outcome::Rejected(rejection);
                 }
@@ -334,7 +334,7 @@ async fn authenticated_body(
         Ok(b) => Ok(b),
         // Over the limit: that message can never succeed.
         Err(e) if is_length_limit(&e) => {
-            let rejection = Rejection::Body(crate::registry::client::error_chain(&e));
+            let rejection = Rejection::TooLarge(crate::registry::client::error_chain(&e));
             tracing::warn!(endpoint, reason = %rejection, "message rejected: body too large");
             Err(Outcome::Rejected(rejection))
         }

@@ -18,7 +18,8 @@ pub enum Outcome {
     /// Durably done: acked.
     #[error("done")]
     Done(Value),
-    /// Can never succeed: 400, dead-lettered after the maximum attempts.
+    /// Can never succeed: 400 (413 for a body over the limit), dead-lettered after the maximum
+    /// attempts.
     #[error("{0}")]
     Rejected(Rejection),
     #[error("push authentication failed: {0}")]
@@ -85,6 +86,7 @@ impl Outcome {
 pub fn status(o: &Outcome) -> StatusCode {
     match o {
         Outcome::Done(_) => StatusCode::OK,
+        Outcome::Rejected(Rejection::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
         Outcome::Rejected(_) => StatusCode::BAD_REQUEST,
         Outcome::Unauthorized(e) => e.status(),
         Outcome::Throttled(_) | Outcome::Busy => StatusCode::TOO_MANY_REQUESTS,
