@@ -11,18 +11,21 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /build
 
-# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock
-# change, not on every source edit. A stub lib and main let cargo build every dependency.
+# Dependencies first, in their own layer: it is rebuilt only when a manifest or Cargo.lock
+# changes, not on every source edit. Stub sources for both workspace crates (the binary and
+# all-docs-core) let cargo build every dependency.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/core/Cargo.toml ./crates/core/
+RUN mkdir src crates/core/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs crates/core/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src \
-    && cargo clean --release --locked --package all-docs
+    && rm -rf src crates/core/src \
+    && cargo clean --release --locked --package all-docs --package all-docs-core
 
-# The crate itself. The stubs' artifacts were cleaned above, so cargo cannot mistake them for
-# an up-to-date build of the real sources.
+# The crates themselves. The stubs' artifacts were cleaned above, so cargo cannot mistake them
+# for an up-to-date build of the real sources.
+COPY crates/core/src ./crates/core/src
 COPY src ./src
 RUN cargo build --release --locked --bin all-docs \
     && cp target/release/all-docs /all-docs

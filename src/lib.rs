@@ -5,10 +5,10 @@
 //! - [`sim`]: `all-docs sim`, a registry simulator on loopback that behaves like the real
 //!   upstream (byte-ordered `_all_docs`, `_changes`, packuments with ETags, rate limiting with
 //!   `Retry-After` and penalty windows, injected faults). Every test and benchmark talks to it.
-//! - [`work`]: work items (`partition-set`, `partition`, `packument`), their wire format and
-//!   package-name rules. No I/O.
-//! - [`keys`]: cache keys (`v1:packument:{origin}:{hex}`) and their paths. No I/O.
-//! - [`pivots`]: pivot files (JSON or JavaScript arrays), ranges and equal-count plans. No I/O.
+//! - [`work`], [`keys`], [`pivots`], [`follow`]: re-exported from the `all-docs-core` crate,
+//!   which holds everything the runtimes share with no I/O (work items and their wire format,
+//!   names, keys, pivots, origins, the `_all_docs` pager and `_changes` parser, the JSON check,
+//!   the governor, the change-feed tracker, the push envelope).
 //! - [`registry`]: the upstream client; [`registry::governor`] decides pacing and retries
 //!   (no I/O).
 //! - [`handlers`]: what each work item does, with I/O, shared by every runner.
@@ -27,10 +27,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
-pub mod follow;
 pub mod handlers;
-pub mod keys;
-pub mod pivots;
 pub mod queue;
 pub mod registry;
 pub mod service;
@@ -38,4 +35,6 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
-pub mod work;
+
+/// The core crate's modules, where this crate's code has always found them.
+pub use all_docs_core::{follow, keys, pivots, work};

@@ -141,3 +141,33 @@ fn validated(resp: reqwest::Response, summary: Arc<Mutex<Option<Summary>>>, clie
         Ok(chunk)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::registry::jsoncheck::{JsonCheck, JsonError, Summary};
+
+    fn check_in_chunks(doc: &[u8], chunk: usize) -> Result<Summary, JsonError> {
+        let mut c = JsonCheck::new();
+        for part in doc.chunks(chunk.max(1)) {
+            c.feed(part)?;
+        }
+        c.finish()
+    }
+
+    /// The core's validator against the simulator's generated documents (which live here).
+    #[test]
+    fn the_json_check_validates_generated_packuments_and_catches_their_corruptions() {
+        use crate::sim::docgen::{DocPlan, DocStream, Form, Profile};
+        for name in ["lodash", "@types/node", "café", "JSONStream"] {
+            let plan = DocPlan::new(3, name, Profile::of(3, name), 1, Form::Full, "http://127.0.0.1:1");
+            let body: Vec<u8> = DocStream::new(plan).flat_map(|c| c.to_vec()).collect();
+            let s = check_in_chunks(&body, 4_096).unwrap();
+            assert_eq!(s.name.as_deref(), Some(name));
+            assert!(s.rev.is_some());
+            assert!(check_in_chunks(&body[..body.len() / 2], 4_096).is_err(), "truncated");
+            let mut bad = body[..body.len() / 2].to_vec();
+            bad.extend_from_slice(b"<html>502</html>");
+            assert!(check_in_chunks(&bad, 4_096).is_err(), "spliced");
+        }
+    }
+}

@@ -22,8 +22,9 @@
 
 pub mod auth;
 pub mod cli;
-pub mod envelope;
 pub mod outcome;
+
+pub use all_docs_core::envelope;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

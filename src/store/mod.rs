@@ -32,17 +32,7 @@ use crate::keys::{Key, Kind};
 /// A body, chunk by chunk.
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
-/// What a stored entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// A document as served.
-    Ok,
-    /// The upstream's stub for an unpublished package.
-    Unpublished,
-    /// A tombstone: the upstream says the package is gone (the last body may be kept).
-    Deleted,
-}
+pub use all_docs_core::status::Status;
 
 /// Everything stored beside a body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1054,8 +1054,12 @@ def check_dockerignore(d: Deployment) -> list[str]:
     lines = [l.strip() for l in d.dockerignore.splitlines() if l.strip() and not l.strip().startswith("#")]
     if "*" in lines:  # an allow-list: only what is re-included goes in
         allowed = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
-        extra = allowed - {"Cargo.toml", "Cargo.lock", "src"}
-        return [f".dockerignore: re-includes {sorted(extra)}; the build needs only Cargo.toml, Cargo.lock and src/"] if extra else []
+        needed = {"Cargo.toml", "Cargo.lock", "src", "crates/core/Cargo.toml", "crates/core/src"}
+        extra = allowed - needed
+        if extra:
+            return [f".dockerignore: re-includes {sorted(extra)}; the build needs only the manifests, Cargo.lock and the sources"]
+        missing = needed - allowed
+        return [f".dockerignore: leaves out {sorted(missing)}, which the build needs"] if missing else []
     problems = []
     for must in ("target", ".git"):
         if not any(l.strip("/") in (must, f"{must}/", f"**/{must}") for l in lines):

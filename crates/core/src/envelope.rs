@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::registry::origin::Origin;
+use crate::origin::Origin;
 use crate::work::{WorkError, WorkItem};
 
 /// What the push request says about the message, for logs.

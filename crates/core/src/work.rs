@@ -342,10 +342,10 @@ pub enum PackumentPlan {
 
 /// Decides a packument item from the stored entry's `(rev, etag, status)`.
 pub fn plan_packument(
-    stored: Option<(Option<&str>, Option<&str>, crate::store::Status)>,
+    stored: Option<(Option<&str>, Option<&str>, crate::status::Status)>,
     wanted_rev: Option<&str>,
 ) -> PackumentPlan {
-    use crate::store::Status;
+    use crate::status::Status;
     match stored {
         Some((rev, _, Status::Ok | Status::Unpublished)) if wanted_rev.is_some() && rev == wanted_rev => {
             PackumentPlan::Skip
@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn packument_plans() {
-        use crate::store::Status;
+        use crate::status::Status;
         assert_eq!(
             plan_packument(Some((Some("2-a"), Some("e"), Status::Ok)), Some("2-a")),
             PackumentPlan::Skip

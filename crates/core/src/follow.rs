@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::changes::Page;
+use crate::changes::Page;
 use crate::work::{validate_name, NameError};
 
 /// The stored position in the change feed (the body of `v1:checkpoint:{origin}`).
@@ -234,7 +234,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::changes::Change;
+    use crate::changes::Change;
 
     fn page(rows: &[(u64, &str, &str, bool)], last_seq: u64) -> Page {
         Page {
