@@ -17,6 +17,8 @@
 //!   decisions; the time and the jitter are passed in.
 //! - [`jsoncheck`]: a push-based JSON validator for streamed bodies.
 //! - [`envelope`]: Pub/Sub push envelopes (or bare items) to work items, or a named rejection.
+//! - [`outcome`]: the runtime-neutral end of a work item ([`outcome::Disposition`]: done, retry
+//!   after a delay, reject with a reason), which each runtime maps to its queue's signal.
 //! - [`status`]: what a stored entry is (ok, unpublished, deleted).
 //!
 //! **Invariant**: no I/O, no clock, no randomness, no async runtime. The crate's dependencies
@@ -31,6 +33,7 @@ pub mod governor;
 pub mod jsoncheck;
 pub mod keys;
 pub mod origin;
+pub mod outcome;
 pub mod pivots;
 pub mod status;
 pub mod work;
