@@ -204,6 +204,9 @@ fn summarize(s: &Setup, progress: &Progress, started: Instant, quiet: bool) -> R
     let failed = progress.failed.load(Relaxed) + progress.partitions_failed.load(Relaxed);
     if !quiet {
         eprintln!("done in {:.1}s: {line}", started.elapsed().as_secs_f64());
+        if let Some(deletions) = progress.deletions_seen() {
+            eprintln!("{deletions}");
+        }
     }
     if interrupted {
         return Err(Error::Incomplete(

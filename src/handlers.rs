@@ -268,8 +268,9 @@ impl Ctx {
             Fetched::NotFound if rev.is_some() && stored.as_ref().is_some_and(|m| m.status == Status::Deleted) => {
                 Ok(PackumentDone::Deleted)
             }
-            // Otherwise never a tombstone: a listed package that answers 404 is an upstream
-            // glitch (or a deletion the next listing shows); the stored document stays as is.
+            // Otherwise never a tombstone here: a 404 alone may be an upstream glitch, so the
+            // stored document stays as is. Only a listing that no longer holds the name makes
+            // it a deletion ([`Ctx::packument_or_gone`], or the next partition listing).
             Fetched::NotFound => Err(HandlerError::ListedButMissing(name.to_owned())),
         }
     }
@@ -352,6 +353,51 @@ impl Ctx {
         }
     }
 
+    /// Whether the upstream confirms that `name` is gone: a fresh `_all_docs` listing of exactly
+    /// its key (`[name, name\0)`, through the same client and governor as every listing) no
+    /// longer holds it. Only such a complete, valid listing says `true`; a 404, a 5xx, a cut
+    /// body or a timeout is an error, and an error is never a deletion. (The listing is the
+    /// authority here as in [`Ctx::commit_partition`], which tombstones the names a partition's
+    /// listing no longer holds.)
+    pub async fn confirm_gone(&self, name: &str) -> Result<bool, HandlerError> {
+        let end = format!("{name}\0");
+        let rows = alldocs::list_range(&self.client, &self.replicate, Some(name), Some(&end)).await?;
+        Ok(!rows.iter().any(|r| r.id == name))
+    }
+
+    /// [`Ctx::packument_waiting_for_the_cdn`], then, for a package that still answers 404 at
+    /// the end of the patience, one more question to the upstream ([`Ctx::confirm_gone`]):
+    /// gone from `_all_docs` means it was deleted upstream since it was listed. That deletion
+    /// is recorded as a tombstone keeping the last body (as [`Ctx::commit_partition`] does for
+    /// a name gone from a listing), so no later step takes the package for live; the change
+    /// feed's row for the deletion later gives the tombstone its rev. Still listed, or the
+    /// listing failed: [`HandlerError::ListedButMissing`], a failure as before, with nothing
+    /// stored. The local runner and the service both come through here.
+    pub async fn packument_or_gone(
+        &self,
+        name: &str,
+        rev: Option<&str>,
+        patience: std::time::Duration,
+    ) -> Result<PackumentDone, HandlerError> {
+        let missing = match self.packument_waiting_for_the_cdn(name, rev, patience).await {
+            Err(e @ HandlerError::ListedButMissing(_)) => e,
+            r => return r,
+        };
+        match self.confirm_gone(name).await {
+            Ok(true) => {
+                self.tombstone(name, None).await?;
+                tracing::info!(package = name, "answers 404 and is no longer listed: deleted upstream");
+                Ok(PackumentDone::GoneUpstream)
+            }
+            Ok(false) => Err(missing),
+            Err(e @ HandlerError::Fetch(FetchError::Cancelled { .. })) => Err(e),
+            Err(e) => {
+                tracing::warn!(package = name, error = %e, "answers 404, and whether it is still listed could not be checked");
+                Err(missing)
+            }
+        }
+    }
+
     /// Brings one package up to a change: a tombstone for a deletion, else the document at (at
     /// least) the change's rev. [`HandlerError::Stale`] while the registry serves an older rev.
     pub async fn apply_change(&self, task: &Task) -> Result<PackumentDone, HandlerError> {
@@ -400,6 +446,102 @@ pub enum PackumentDone {
     },
     /// A change that deleted the package: recorded as a tombstone (the last body kept).
     Deleted,
+    /// Still `404` after the patience, and no longer in `_all_docs`: deleted upstream since it
+    /// was listed (or asked for). Recorded as a tombstone (the last body kept); see
+    /// [`Ctx::packument_or_gone`].
+    GoneUpstream,
+}
+
+/// A scripted upstream for unit tests: one origin whose `_all_docs` lists a fixed set of names
+/// (or fails), and whose every document answers 404, as for a package deleted upstream.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use axum::extract::RawQuery;
+    use axum::http::StatusCode;
+
+    use super::Ctx;
+    use crate::registry::client::{Client, ClientConfig};
+    use crate::registry::origin::Origin;
+    use crate::store::{body_from, Meta, Status, Store};
+
+    /// How the scripted `_all_docs` answers.
+    #[derive(Debug, Clone)]
+    pub enum Listing {
+        /// `200` with these names (each at rev `1-x`), as far as the asked range holds them.
+        Names(Vec<&'static str>),
+        /// This status with a body that parses as an empty listing.
+        Fails(u16),
+    }
+
+    /// Serves `listing` on 127.0.0.1 until the test's runtime ends; returns its origin.
+    pub async fn upstream(listing: Listing) -> Origin {
+        let all_docs = move |RawQuery(q): RawQuery| {
+            let listing = listing.clone();
+            async move {
+                let q = crate::sim::query::all_docs(&q.unwrap_or_default()).expect("a valid query");
+                let (status, names) = match listing {
+                    Listing::Names(names) => (StatusCode::OK, names),
+                    Listing::Fails(code) => (StatusCode::from_u16(code).expect("a status"), Vec::new()),
+                };
+                let inside = |n: &str| {
+                    q.start.as_deref().is_none_or(|s| n >= s)
+                        && q.end
+                            .as_deref()
+                            .is_none_or(|e| if q.inclusive_end { n <= e } else { n < e })
+                };
+                let rows: Vec<_> = names
+                    .iter()
+                    .filter(|n| inside(n))
+                    .map(|n| serde_json::json!({ "id": n, "key": n, "value": { "rev": "1-x" } }))
+                    .collect();
+                (
+                    status,
+                    axum::Json(serde_json::json!({ "total_rows": rows.len(), "offset": 0, "rows": rows })),
+                )
+            }
+        };
+        let app = axum::Router::new()
+            .route("/_all_docs", axum::routing::get(all_docs))
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(serde_json::json!({ "error": "not_found" })),
+                )
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Origin::parse(&url).expect("origin")
+    }
+
+    /// A context on `origin` (both origins) and `store`, whose client gives up after three
+    /// attempts (the fewest that let a packument's 404 be believed) so that failing answers
+    /// end quickly.
+    pub fn ctx(origin: Origin, store: Arc<dyn Store>) -> Ctx {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(stop);
+        let mut cfg = ClientConfig::default();
+        cfg.governor.max_attempts = 3;
+        Ctx {
+            client: Arc::new(Client::new(cfg, stop_rx).expect("client")),
+            store,
+            replicate: origin.clone(),
+            registry: origin,
+        }
+    }
+
+    /// Stores `name` live at rev `1-x` with a small body.
+    pub async fn store_live(ctx: &Ctx, name: &str) {
+        let mut meta = Meta::new(Status::Ok, 1);
+        meta.rev = Some("1-x".into());
+        let body = format!(r#"{{"_id":"{name}","_rev":"1-x"}}"#);
+        ctx.store
+            .put(&ctx.packument_key(name), meta, body_from(body.into_bytes()))
+            .await
+            .expect("stored");
+    }
 }
 
 #[cfg(test)]
@@ -503,5 +645,77 @@ mod tests {
             PackumentDone::Superseded
         );
         sim.stop().await;
+    }
+
+    async fn stored(ctx: &Ctx, name: &str) -> (Status, Vec<u8>) {
+        let entry = ctx.store.get(&ctx.packument_key(name)).await.unwrap().expect("stored");
+        (entry.meta.status, entry.bytes().await.unwrap())
+    }
+
+    /// No waiting for a CDN: the check comes right after the first 404.
+    const NO_PATIENCE: std::time::Duration = std::time::Duration::ZERO;
+
+    #[tokio::test]
+    async fn a_404_for_a_name_still_listed_is_not_a_deletion() {
+        use testing::{upstream, Listing};
+        let ctx = testing::ctx(
+            upstream(Listing::Names(vec!["a", "b"])).await,
+            Arc::new(MemoryStore::new()),
+        );
+        testing::store_live(&ctx, "a").await;
+        let before = stored(&ctx, "a").await;
+        assert!(!ctx.confirm_gone("a").await.unwrap());
+        // Listed at a newer rev than the stored one, but the document answers 404.
+        match ctx.packument_or_gone("a", Some("2-y"), NO_PATIENCE).await {
+            Err(HandlerError::ListedButMissing(name)) => assert_eq!(name, "a"),
+            other => panic!("expected ListedButMissing, got {other:?}"),
+        }
+        assert_eq!(stored(&ctx, "a").await, before, "nothing stored changes");
+    }
+
+    #[tokio::test]
+    async fn a_404_for_a_name_no_longer_listed_is_a_deletion_that_keeps_the_last_body() {
+        use testing::{upstream, Listing};
+        // Neighbours on both sides in byte order: only the name's own key counts.
+        let ctx = testing::ctx(
+            upstream(Listing::Names(vec!["@a/a", "a-b", "aa", "b"])).await,
+            Arc::new(MemoryStore::new()),
+        );
+        testing::store_live(&ctx, "a").await;
+        let (_, body) = stored(&ctx, "a").await;
+        assert!(ctx.confirm_gone("a").await.unwrap());
+        assert!(!ctx.confirm_gone("a-b").await.unwrap());
+        assert_eq!(
+            ctx.packument_or_gone("a", Some("2-y"), NO_PATIENCE).await.unwrap(),
+            PackumentDone::GoneUpstream
+        );
+        assert_eq!(
+            stored(&ctx, "a").await,
+            (Status::Deleted, body),
+            "a tombstone with the last body"
+        );
+        // Never stored: the tombstone has no body.
+        assert_eq!(
+            ctx.packument_or_gone("c", Some("2-y"), NO_PATIENCE).await.unwrap(),
+            PackumentDone::GoneUpstream
+        );
+        assert_eq!(stored(&ctx, "c").await, (Status::Deleted, Vec::new()));
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_fails_never_confirms_a_deletion() {
+        use testing::{upstream, Listing};
+        // A 404 or a 5xx from `_all_docs`, even with a body that reads as an empty listing.
+        for code in [404, 500, 503] {
+            let ctx = testing::ctx(upstream(Listing::Fails(code)).await, Arc::new(MemoryStore::new()));
+            testing::store_live(&ctx, "a").await;
+            let before = stored(&ctx, "a").await;
+            assert!(ctx.confirm_gone("a").await.is_err(), "{code}");
+            match ctx.packument_or_gone("a", Some("2-y"), NO_PATIENCE).await {
+                Err(HandlerError::ListedButMissing(_)) => {}
+                other => panic!("{code}: expected ListedButMissing, got {other:?}"),
+            }
+            assert_eq!(stored(&ctx, "a").await, before, "{code}: nothing stored changes");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{all_docs, assert_index_is, assert_ok, run, store, Sim};
+use common::{all_docs, all_docs_saying, assert_index_is, assert_ok, run, store, Sim};
 
 fn stats(store: &Path, sim: &Sim) -> serde_json::Value {
     let out = run(store, sim, &["cache", "stats"]);
@@ -63,6 +63,93 @@ fn bootstrap_while_changing_then_follow_equals_the_truth_despite_cdn_lag() {
         st["deleted"].as_u64().unwrap() > 0,
         "deletions were applied as tombstones: {st}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The count in the run summary's "N packages deleted upstream during the run" (0 without it).
+fn deletions_seen(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (n, rest) = l.split_once(' ')?;
+            rest.contains("deleted upstream during the run")
+                .then(|| n.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn packages_deleted_while_replicate_runs_are_deletions_not_failures() {
+    // 5 000 packages and 20 changes a second, a tenth of them deletions. One partition is
+    // listed first, then its documents are fetched at 400 requests a second (about 12 s):
+    // packages deleted in between answer 404 from then on, about one a second.
+    let sim = Sim::start(&["--packages", "5000", "--seed", "23"], &["--changes-per-sec", "20"]);
+    let dir = store("follow-deleted-during-run");
+    let pivots = common::TempDir::new("one-partition");
+    let one_partition = pivots.path().join("pivots.json");
+    std::fs::write(&one_partition, "[null]").unwrap();
+    let pivots_arg = one_partition.to_str().unwrap();
+    let out = all_docs_saying(&dir, &sim, &["--max-rps", "400", "replicate", "--pivots", pivots_arg])
+        .output()
+        .unwrap();
+    assert_ok(&out, "replicate while packages are deleted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen = deletions_seen(&stderr);
+    assert!(seen > 0, "some listed package was deleted before its fetch: {stderr}");
+    // On a fresh replica every tombstone after the run is a deletion seen during it.
+    let st = stats(&dir, &sim);
+    assert_eq!(st["deleted"].as_u64(), Some(seen), "{st}\n{stderr}");
+    catch_up_and_compare(&dir, &sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fetch_list_of_a_package_deleted_upstream_reports_it_and_exits_1() {
+    let sim = Sim::start(&["--packages", "2000", "--seed", "24"], &["--changes-per-sec", "50"]);
+    let dir = store("fetch-list-deleted");
+    sim.changes(false);
+    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
+    let stored: std::collections::BTreeSet<String> = common::index_of(&dir, &sim)
+        .lines()
+        .filter_map(|l| Some(l.split_once('\t')?.0.to_owned()))
+        .collect();
+    let since = common::http("GET", &format!("{}/", sim.url))["update_seq"]
+        .as_u64()
+        .unwrap();
+    // Let changes flow until a stored package is deleted upstream.
+    sim.changes(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let deleted = loop {
+        assert!(Instant::now() < deadline, "no stored package was deleted in 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+        let feed = common::http("GET", &format!("{}/_changes?since={since}&limit=10000", sim.url));
+        let gone = feed["results"].as_array().unwrap().iter().find_map(|r| {
+            let name = r["id"].as_str()?;
+            (r["deleted"] == true && stored.contains(name)).then(|| name.to_owned())
+        });
+        if let Some(name) = gone {
+            break name;
+        }
+    };
+    sim.changes(false);
+    let truth = sim.live_truth();
+    let live = truth.lines().find_map(|l| stored.get(l.split_once('\t')?.0)).unwrap();
+    let list = dir.join("list.json");
+    std::fs::write(&list, serde_json::to_string(&[&deleted, live]).unwrap()).unwrap();
+    let out = run(&dir, &sim, &["packument", "fetch-list", list.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "asked for by name, gone: a failure\n{stderr}"
+    );
+    assert!(stderr.contains(&format!("{deleted}: deleted upstream")), "{stderr}");
+    let index = common::index_of(&dir, &sim);
+    assert!(
+        !index.lines().any(|l| l.starts_with(&format!("{deleted}\t"))),
+        "recorded as deleted"
+    );
+    assert!(index.lines().any(|l| l.starts_with(&format!("{live}\t"))));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,6 +11,13 @@
 //! of 429s) is not the end of it: the runner takes such packuments and listings up again in
 //! [`RETRY_ROUNDS`] later rounds, each after a longer pause, so a long run outlasts the
 //! upstream's bad minutes instead of ending with work left to redo.
+//!
+//! The upstream keeps changing while a run goes on: a package listed at the start of a
+//! partition may be deleted before its document is fetched, and answer 404 from then on. A
+//! listed package still 404 after the patience is checked against `_all_docs` once more
+//! ([`Ctx::packument_or_gone`]): gone from the listing, it is a deletion seen during the run
+//! (counted in [`Progress::deleted_upstream`], left out of the partition's committed rows),
+//! not a failure; still listed, it is a failure as any other.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -26,6 +33,10 @@ use crate::registry::client::FetchError;
 pub const RETRY_ROUNDS: u32 = 3;
 /// The pause before round `n` is `n` times this.
 const ROUND_PAUSE: Duration = Duration::from_secs(5);
+/// How long a listed package may answer 404 (or an older rev) before it is checked against the
+/// listing ([`Ctx::packument_or_gone`]): 1 + 2 + ... + 32 s of retries, time for a CDN to
+/// catch up with a change.
+const CDN_PATIENCE: Duration = Duration::from_secs(63);
 
 /// Whether `e` is worth another round later: the upstream kept failing or limiting.
 fn worth_another_round(e: &HandlerError) -> bool {
@@ -86,8 +97,8 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
     // Every listed name goes to the packument handler, which skips (without a request) those
     // already stored at the listed rev. Comparing with the stored documents, not with the
     // partition's previous rows, keeps a run correct whatever was interrupted before it.
-    let failed = if opts.list_only {
-        0
+    let FetchAll { failed, gone } = if opts.list_only {
+        FetchAll::default()
     } else {
         progress.packuments_total.fetch_add(rows.len() as u64, Relaxed);
         let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
@@ -100,6 +111,14 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
         }
         return;
     }
+    // Names deleted upstream since the listing are tombstoned already; the committed rows are
+    // the listing without them, so the stored partition does not claim them live.
+    let rows = if gone.is_empty() {
+        rows
+    } else {
+        let gone: std::collections::HashSet<&str> = gone.iter().map(String::as_str).collect();
+        rows.into_iter().filter(|r| !gone.contains(r.id.as_str())).collect()
+    };
     match ctx.commit_partition(start, end, &rows, &diff.removed).await {
         Ok(()) => {
             progress.partitions_done.fetch_add(1, Relaxed);
@@ -111,15 +130,29 @@ async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: 
     }
 }
 
+/// What [`fetch_all`] came to.
+#[derive(Debug, Default)]
+pub struct FetchAll {
+    /// Items not done (failed, or stopped by Ctrl-C).
+    pub failed: u64,
+    /// Listed items (with a rev) found deleted upstream during the run: tombstoned, done.
+    pub gone: Vec<String>,
+}
+
 /// Runs the packument handler over `items` (`(name, rev)`), then up to [`RETRY_ROUNDS`] more
-/// rounds over those that failed transiently; returns how many are not done.
+/// rounds over those that failed transiently.
+///
+/// An item with a rev comes from a listing: if it turns out deleted upstream since, it is done
+/// (counted in [`Progress::deleted_upstream`]). An item without one was asked for by name
+/// (`packument fetch-list`): a name that does not exist upstream is a failure, whatever is
+/// recorded for it.
 pub async fn fetch_all<'a>(
     ctx: &Ctx,
     items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     parallelism: usize,
     progress: &Progress,
-) -> u64 {
-    let (mut failed, mut again) = fetch_round(ctx, items, parallelism, progress, RETRY_ROUNDS == 0).await;
+) -> FetchAll {
+    let (mut failed, mut again, mut gone) = fetch_round(ctx, items, parallelism, progress, RETRY_ROUNDS == 0).await;
     for round in 1..=RETRY_ROUNDS {
         if again.is_empty() {
             break;
@@ -133,32 +166,34 @@ pub async fn fetch_all<'a>(
             break; // stopping: what is left is not done
         }
         let items = again.iter().map(|(n, r)| (n.as_str(), r.as_deref()));
-        let (f, next) = fetch_round(ctx, items, parallelism, progress, round == RETRY_ROUNDS).await;
+        let (f, next, g) = fetch_round(ctx, items, parallelism, progress, round == RETRY_ROUNDS).await;
         failed += f;
         again = next;
+        gone.extend(g);
     }
-    failed + again.len() as u64
+    FetchAll {
+        failed: failed + again.len() as u64,
+        gone,
+    }
 }
 
-/// One round: returns how many failed for good, and those worth another round (unless this is
-/// the `last` round, where every failure counts).
+/// One round: returns how many failed for good, those worth another round (unless this is the
+/// `last` round, where every failure counts), and the listed ones deleted upstream.
 async fn fetch_round<'a>(
     ctx: &Ctx,
     items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     parallelism: usize,
     progress: &Progress,
     last: bool,
-) -> (u64, Vec<(String, Option<String>)>) {
+) -> (u64, Vec<(String, Option<String>)>, Vec<String>) {
     let failed = std::sync::atomic::AtomicU64::new(0);
     let again = parking_lot::Mutex::new(Vec::new());
+    let gone = parking_lot::Mutex::new(Vec::new());
     futures_util::stream::iter(items)
         .for_each_concurrent(parallelism.max(1), |(name, rev)| {
-            let (failed, again) = (&failed, &again);
+            let (failed, again, gone) = (&failed, &again, &gone);
             async move {
-                match ctx
-                    .packument_waiting_for_the_cdn(name, rev, std::time::Duration::from_secs(63))
-                    .await
-                {
+                match ctx.packument_or_gone(name, rev, CDN_PATIENCE).await {
                     Ok(PackumentDone::Stored { bytes }) => {
                         progress.stored.fetch_add(1, Relaxed);
                         progress.stored_bytes.fetch_add(bytes, Relaxed);
@@ -173,6 +208,16 @@ async fn fetch_round<'a>(
                     }
                     Ok(PackumentDone::Skipped | PackumentDone::Superseded | PackumentDone::Deleted) => {
                         progress.skipped.fetch_add(1, Relaxed);
+                    }
+                    Ok(PackumentDone::GoneUpstream) if rev.is_some() => {
+                        progress.deleted_upstream.fetch_add(1, Relaxed);
+                        gone.lock().push(name.to_owned());
+                    }
+                    // Asked for by name: that it no longer exists is the answer, and a failure.
+                    Ok(PackumentDone::GoneUpstream) => {
+                        failed.fetch_add(1, Relaxed);
+                        progress.failed.fetch_add(1, Relaxed);
+                        progress.fail(format!("{name}: deleted upstream (404, and no longer listed)"));
                     }
                     // Stopped by Ctrl-C: not a failure, just not done (the partition is not
                     // committed, and the next run picks the name up).
@@ -193,5 +238,29 @@ async fn fetch_round<'a>(
             }
         })
         .await;
-    (failed.load(Relaxed), again.into_inner())
+    (failed.load(Relaxed), again.into_inner(), gone.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testing::{self, upstream, Listing};
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn a_name_asked_for_by_hand_that_is_gone_upstream_is_a_failure() {
+        // `packument fetch-list` (no rev): a stored package now gone, and one never known.
+        let ctx = testing::ctx(upstream(Listing::Names(vec!["b"])).await, Arc::new(MemoryStore::new()));
+        testing::store_live(&ctx, "a").await;
+        let progress = Progress::default();
+        let done = fetch_all(&ctx, [("a", None), ("never", None)].into_iter(), 4, &progress).await;
+        assert_eq!(done.failed, 2);
+        assert!(done.gone.is_empty());
+        assert_eq!(progress.failed.load(Relaxed), 2);
+        assert_eq!(progress.deleted_upstream.load(Relaxed), 0);
+        assert_eq!(progress.deletions_seen(), None);
+        let failures = progress.failures.lock().join("\n");
+        assert!(failures.contains("a: deleted upstream"), "{failures}");
+        assert!(failures.contains("never: not found"), "{failures}");
+    }
 }

@@ -20,6 +20,9 @@ pub struct Progress {
     pub not_modified: AtomicU64,
     pub skipped: AtomicU64,
     pub failed: AtomicU64,
+    /// Listed packages deleted upstream before their document was fetched (404, and gone from
+    /// `_all_docs` when checked): done, not failures.
+    pub deleted_upstream: AtomicU64,
     pub stored_bytes: AtomicU64,
     /// The first few failures, for the summary.
     pub failures: Mutex<Vec<String>>,
@@ -30,6 +33,7 @@ impl Progress {
         self.stored.load(Relaxed)
             + self.not_modified.load(Relaxed)
             + self.skipped.load(Relaxed)
+            + self.deleted_upstream.load(Relaxed)
             + self.failed.load(Relaxed)
     }
 
@@ -37,6 +41,17 @@ impl Progress {
         let mut f = self.failures.lock();
         if f.len() < 20 {
             f.push(what);
+        }
+    }
+
+    /// The summary's sentence about deletions seen during the run, if there were any.
+    pub fn deletions_seen(&self) -> Option<String> {
+        match self.deleted_upstream.load(Relaxed) {
+            0 => None,
+            1 => Some("1 package deleted upstream during the run (recorded as deleted; not a failure)".into()),
+            n => Some(format!(
+                "{n} packages deleted upstream during the run (recorded as deleted; not failures)"
+            )),
         }
     }
 
@@ -51,8 +66,12 @@ impl Progress {
         } else {
             "-".into()
         };
+        let deleted = match self.deleted_upstream.load(Relaxed) {
+            0 => String::new(),
+            n => format!(" deleted upstream {n}"),
+        };
         format!(
-            "partitions {}/{} | packuments {done}/{total} ({rate:.0}/s) stored {} unchanged {} failed {} | requests {} 429s {} | {} MB | ETA {eta}",
+            "partitions {}/{} | packuments {done}/{total} ({rate:.0}/s) stored {} unchanged {}{deleted} failed {} | requests {} 429s {} | {} MB | ETA {eta}",
             self.partitions_done.load(Relaxed),
             self.partitions_total.load(Relaxed),
             self.stored.load(Relaxed),

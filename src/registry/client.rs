@@ -242,6 +242,12 @@ impl Client {
                 if let Some(e) = classify_status(&resp, what) {
                     return Err(e);
                 }
+                // `/`, `_all_docs` and `_changes` always exist: a 404 is a glitch (or the wrong
+                // origin), never an answer, even when its body parses. An empty listing read
+                // from a 404 would otherwise look like every name in the range was deleted.
+                if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Err(AttemptError::Transient("upstream answered 404".into()));
+                }
                 let bytes = resp.bytes().await.map_err(classify_error)?;
                 self.stats.bytes.fetch_add(bytes.len() as u64, Relaxed);
                 serde_json::from_slice(&bytes)

@@ -39,7 +39,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::follow::{Checkpoint, Tracker};
-use crate::handlers::{Ctx, HandlerError, PackumentDone};
+use crate::handlers::{Ctx, HandlerError};
 use crate::keys::Key;
 use crate::queue::pubsub::Publish;
 use crate::registry::changes;
@@ -426,18 +426,10 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
             }
         }
         Work::Partition { start, end } => run_partition(state, start.as_deref(), end.as_deref()).await,
-        Work::Packument { name, rev } => match ctx
-            .packument_waiting_for_the_cdn(name, rev.as_deref(), state.patience())
-            .await
-        {
-            Ok(done) => Outcome::Done(match done {
-                PackumentDone::Stored { bytes } => json!({ "stored": true, "bytes": bytes }),
-                PackumentDone::NotModified => json!({ "notModified": true }),
-                PackumentDone::Skipped => json!({ "skipped": true }),
-                PackumentDone::Superseded => json!({ "superseded": true }),
-                PackumentDone::NotFound => json!({ "notFound": true }),
-                PackumentDone::Deleted => json!({ "deleted": true }),
-            }),
+        // A package deleted upstream after its item was published ends here as done (a
+        // tombstone), not as a failure Pub/Sub would retry into the dead-letter topic.
+        Work::Packument { name, rev } => match ctx.packument_or_gone(name, rev.as_deref(), state.patience()).await {
+            Ok(done) => Outcome::packument(done),
             Err(e) => Outcome::from_handler(e),
         },
     }
@@ -710,6 +702,45 @@ mod tests {
         assert!(
             !cancelled.load(std::sync::atomic::Ordering::SeqCst),
             "no work to cancel"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_packument_deleted_upstream_is_acked_and_one_still_listed_is_not() {
+        use crate::handlers::testing::{self, upstream, Listing};
+        use tower::ServiceExt as _;
+        // "b" is listed, "a" is not (deleted since its item was published); both answer 404.
+        let mut state = state(upstream(Listing::Names(vec!["b"])).await, Arc::new(Recorder::default()));
+        // A patience shorter than the first CDN wait (1 s): the check comes at once.
+        state.budget = Duration::from_secs(2);
+        testing::store_live(&state.ctx, "a").await;
+        let (store, key) = (state.ctx.store.clone(), state.ctx.packument_key("a"));
+        let app = router(
+            Arc::new(state),
+            Limits {
+                max_in_flight: 4,
+                idle_timeout: IDLE_TIMEOUT,
+            },
+        );
+        let push = |name: &str| {
+            let item = format!(r#"{{"type":"packument","payload":{{"packageName":"{name}","rev":"2-y"}}}}"#);
+            axum::http::Request::post("/work/packument")
+                .header("content-type", "application/json")
+                .body(Body::from(item))
+                .unwrap()
+        };
+        let gone = app.clone().oneshot(push("a")).await.unwrap();
+        assert_eq!(gone.status(), StatusCode::OK, "deleted upstream: done, acked");
+        let body = axum::body::to_bytes(gone.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["data"]["deletedUpstream"], true, "{body}");
+        let meta = store.head(&key).await.unwrap().unwrap();
+        assert_eq!(meta.status, crate::store::Status::Deleted, "recorded as a tombstone");
+        let listed = app.oneshot(push("b")).await.unwrap();
+        assert_eq!(
+            listed.status(),
+            StatusCode::BAD_GATEWAY,
+            "still listed: a failure Pub/Sub redelivers"
         );
     }
 

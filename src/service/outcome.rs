@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::auth::AuthError;
 use super::envelope::Rejection;
-use crate::handlers::HandlerError;
+use crate::handlers::{HandlerError, PackumentDone};
 use crate::registry::client::FetchError;
 use crate::store::StoreError;
 
@@ -68,6 +68,21 @@ impl Outcome {
             }
             e @ HandlerError::Raced { .. } => Outcome::Dependency(e.to_string()),
         }
+    }
+
+    /// A packument item that ended without an error: durably done, whatever it came to. A
+    /// package found deleted upstream ([`PackumentDone::GoneUpstream`]: 404, and no longer in
+    /// `_all_docs`) is recorded as a tombstone, so it is done too.
+    pub fn packument(done: PackumentDone) -> Outcome {
+        Outcome::Done(match done {
+            PackumentDone::Stored { bytes } => json!({ "stored": true, "bytes": bytes }),
+            PackumentDone::NotModified => json!({ "notModified": true }),
+            PackumentDone::Skipped => json!({ "skipped": true }),
+            PackumentDone::Superseded => json!({ "superseded": true }),
+            PackumentDone::NotFound => json!({ "notFound": true }),
+            PackumentDone::Deleted => json!({ "deleted": true }),
+            PackumentDone::GoneUpstream => json!({ "deletedUpstream": true }),
+        })
     }
 
     /// The metric label of this outcome.
@@ -183,6 +198,21 @@ mod tests {
             let s = status(&Outcome::from_handler(e));
             assert!(s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS, "{text}: {s}");
         }
+    }
+
+    #[test]
+    fn a_package_deleted_upstream_is_done_but_one_still_listed_is_retried() {
+        // Confirmed gone (404, and no longer in `_all_docs`): a tombstone is stored, so acked.
+        let gone = Outcome::packument(PackumentDone::GoneUpstream);
+        assert_eq!(status(&gone), StatusCode::OK);
+        assert!(
+            matches!(&gone, Outcome::Done(d) if d["deletedUpstream"] == true),
+            "{gone:?}"
+        );
+        // Still listed (or the listing could not be read): redelivered later, never acked.
+        let listed = Outcome::from_handler(HandlerError::ListedButMissing("a".into()));
+        assert_eq!(status(&listed), StatusCode::BAD_GATEWAY);
+        assert_eq!(retry_after(&listed), Some(10));
     }
 
     #[test]
