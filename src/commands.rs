@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::handlers::{Ctx, HandlerError};
 use crate::keys::{Key, Kind};
 use crate::pivots::{self, Pivots};
-use crate::queue::local::{self, RunOptions};
+use crate::queue::local::{RunOptions, Runner};
 use crate::queue::progress::{self, Progress};
 use crate::registry::client::{Client, FetchError};
 use crate::registry::origin::Origin;
@@ -142,36 +142,32 @@ pub async fn replicate(g: &Global, args: &ReplicateArgs, quiet: bool) -> Result<
         Some(path) => read_pivots(path)?,
         None => plan_from_replica(&s, args.partitions).await?,
     };
-    let partitions = pivots::ranges(&pivots);
-    run_partitions(&s, partitions, args.list_only, quiet).await?;
+    run_partitions(&s, pivots, args.list_only, quiet).await?;
     if let Some(sim) = s._sim.take() {
         sim.stop().await;
     }
     Ok(())
 }
 
-async fn run_partitions(
-    s: &Setup,
-    partitions: Vec<(Option<String>, Option<String>)>,
-    list_only: bool,
-    quiet: bool,
-) -> Result<(), Error> {
-    // Where `follow` starts: read before the enumeration, so every change made while it runs is
-    // replayed afterwards.
-    let seq = s.ctx.record_bootstrap_seq().await.map_err(|e| match e {
-        HandlerError::Fetch(FetchError::Cancelled { .. }) => {
-            Error::Incomplete("interrupted; run the same command again to resume where it stopped".into())
-        }
-        e => Error::Incomplete(format!("recording the change-feed checkpoint before enumerating: {e}")),
-    })?;
-    tracing::info!(checkpoint = seq, "change-feed checkpoint recorded");
+/// Runs a partition-set of `pivots` in this process, with the progress display.
+async fn run_partitions(s: &Setup, pivots: Pivots, list_only: bool, quiet: bool) -> Result<(), Error> {
     let opts = RunOptions {
         partition_parallelism: 4,
         packument_parallelism: s.ctx.client_concurrency() * 2,
         list_only,
     };
     with_progress(s, quiet, |progress| async move {
-        local::replicate(&s.ctx, partitions, opts, &progress).await
+        // The partition-set first records where `follow` starts, before the enumeration, so
+        // every change made while it runs is replayed afterwards; only that can fail it.
+        Runner::new(&s.ctx, opts, &progress)
+            .replicate(pivots)
+            .await
+            .map_err(|e| match e {
+                HandlerError::Fetch(FetchError::Cancelled { .. }) => {
+                    Error::Incomplete("interrupted; run the same command again to resume where it stopped".into())
+                }
+                e => Error::Incomplete(format!("recording the change-feed checkpoint before enumerating: {e}")),
+            })
     })
     .await
 }
@@ -180,7 +176,7 @@ async fn run_partitions(
 async fn with_progress<F, Fut>(s: &Setup, quiet: bool, work: F) -> Result<(), Error>
 where
     F: FnOnce(Arc<Progress>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = Result<(), Error>>,
 {
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
@@ -192,9 +188,10 @@ where
         report_rx,
         quiet,
     ));
-    work(progress.clone()).await;
+    let worked = work(progress.clone()).await;
     let _ = report_stop.send(true);
     let _ = reporter.await;
+    worked?;
     summarize(s, &progress, started, quiet)
 }
 
@@ -274,7 +271,7 @@ pub async fn follow(g: &Global, args: &FollowArgs) -> Result<(), Error> {
 pub async fn partition_refresh(g: &Global, pivots_file: &Path, quiet: bool) -> Result<(), Error> {
     let s = setup(g, None).await?;
     let pivots = read_pivots(pivots_file)?;
-    run_partitions(&s, pivots::ranges(&pivots), false, quiet).await
+    run_partitions(&s, pivots, false, quiet).await
 }
 
 fn read_pivots(path: &Path) -> Result<Pivots, Error> {
@@ -414,11 +411,17 @@ pub fn read_name_list(path: &Path) -> Result<Vec<String>, Error> {
 pub async fn fetch_list(g: &Global, list: &Path, quiet: bool) -> Result<(), Error> {
     let names = read_name_list(list)?;
     let s = setup_registry_only(g).await?;
-    let parallel = s.ctx.client_concurrency() * 2;
+    let opts = RunOptions {
+        partition_parallelism: 1,
+        packument_parallelism: s.ctx.client_concurrency() * 2,
+        list_only: false,
+    };
     let (ctx, names) = (&s.ctx, &names);
     with_progress(&s, quiet, |progress| async move {
         progress.packuments_total.store(names.len() as u64, Relaxed);
-        local::fetch_all(ctx, names.iter().map(|n| (n.as_str(), None)), parallel, &progress).await;
+        let runner = Runner::new(ctx, opts, &progress);
+        runner.fetch_all(names.iter().map(|n| (n.as_str(), None))).await;
+        Ok(())
     })
     .await
 }

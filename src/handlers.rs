@@ -52,6 +52,9 @@ pub enum HandlerError {
     },
     #[error("stored checkpoint `{key}` is unreadable: {reason}")]
     BadCheckpoint { key: String, reason: String },
+    /// The work an item fans out was not handed on (see [`crate::run::FanOut`]).
+    #[error(transparent)]
+    FanOut(#[from] crate::run::FanOutError),
 }
 
 /// The stored form of a partition: its range and rows.
@@ -317,7 +320,10 @@ impl Ctx {
             match self.write_checkpoint(&cp, &expect).await {
                 Err(HandlerError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
-                Ok(_) => return Ok(cp.seq),
+                Ok(_) => {
+                    tracing::info!(checkpoint = cp.seq, "change-feed checkpoint recorded");
+                    return Ok(cp.seq);
+                }
             }
         }
     }

@@ -12,6 +12,10 @@
 //! - [`registry`]: the upstream client; [`registry::governor`] decides pacing and retries
 //!   (no I/O).
 //! - [`handlers`]: what each work item does, with I/O, shared by every runner.
+//! - [`feed`]: [`feed::Feed::step`], the one change-feed step `follow` and the service's ticks
+//!   share.
+//! - [`run`]: [`run::run_item`], the one entry point every runner runs a work item through;
+//!   runners differ only in where fanned-out work goes ([`run::FanOut`]).
 //! - [`queue`]: where work runs: the local runner and its progress display.
 //! - [`store`]: the `Store` trait (streaming bodies, verified reads) and its drivers: local
 //!   files (atomic, the default) and memory (tests). Only this module touches stored data.
@@ -27,9 +31,11 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod handlers;
 pub mod queue;
 pub mod registry;
+pub mod run;
 pub mod service;
 pub mod shutdown;
 pub mod sim;

@@ -2,20 +2,21 @@
 //! through the same handlers as the bootstrap (conditional fetches through the governor,
 //! tombstones for deletions), and moves the checkpoint only past changes that are stored.
 //!
-//! One cycle: read the upstream's `update_seq`, read pages of `_changes` after the cursor (all
-//! of them while they come full), apply every due change with bounded concurrency, then store
-//! the checkpoint [`Tracker::checkpoint`] allows. A document the CDN still serves at an older
-//! rev, or that fails, is retried with backoff in later cycles; changes after it go on.
+//! One cycle is one [`Feed::step`], the step the service's change ticks take too: read the
+//! upstream's `update_seq` and the pages of `_changes` after the cursor, apply every due change
+//! (here: fetched in this process, with bounded concurrency), then store the checkpoint the
+//! tracker allows. A document the CDN still serves at an older rev, or that fails, is retried
+//! with backoff in later cycles; changes after it go on.
 
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
-use crate::follow::{Checkpoint, Tracker};
+use crate::feed::{ApplyChanges, Feed, FeedError, Pages};
+use crate::follow::Task;
 use crate::handlers::{Ctx, HandlerError, PackumentDone};
-use crate::registry::changes::{self, PAGE_LIMIT};
 use crate::registry::client::FetchError;
-use crate::store::{now_ms, Meta};
+use crate::store::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
@@ -52,59 +53,73 @@ pub enum FollowError {
     #[error("no checkpoint in the store for this replication origin: run `all-docs replicate` first (it records where the change feed starts), or pass --since SEQ")]
     NoCheckpoint,
     #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error(transparent)]
     Handler(#[from] HandlerError),
 }
 
-/// Runs until stopped (or, with `once`, until caught up). `stopping` is polled between steps.
+/// Applies changes in this process: each one fetched (or tombstoned) now, a few at a time.
+struct Fetching<'a> {
+    ctx: &'a Ctx,
+    parallelism: usize,
+}
+
+#[async_trait::async_trait]
+impl ApplyChanges for Fetching<'_> {
+    async fn apply(&self, tasks: Vec<Task>) -> Vec<(Task, Result<PackumentDone, HandlerError>)> {
+        futures_util::stream::iter(tasks)
+            .map(|task| async move {
+                let r = self.ctx.apply_change(&task).await;
+                (task, r)
+            })
+            .buffer_unordered(self.parallelism.max(1))
+            .collect()
+            .await
+    }
+}
+
+/// Runs until stopped (or, with `once`, until caught up).
 pub async fn follow(ctx: &Ctx, opts: &FollowOptions) -> Result<FollowSummary, FollowError> {
-    let stored = ctx.read_checkpoint().await?;
-    let start = match (opts.since, &stored) {
-        (Some(s), _) => s,
-        (None, Some((cp, _))) => cp.seq,
-        (None, None) => return Err(FollowError::NoCheckpoint),
+    let Some(mut feed) = Feed::open(ctx, opts.since, 1_000, 120_000).await? else {
+        return Err(FollowError::NoCheckpoint);
     };
-    let mut meta: Option<Meta> = stored.as_ref().map(|(_, m)| m.clone());
-    let mut written: Option<Checkpoint> = stored.map(|(c, _)| c);
-    let mut tracker = Tracker::new(start, 1_000, 120_000);
+    let start = feed.tracker.cursor();
+    let apply = Fetching {
+        ctx,
+        parallelism: opts.parallelism,
+    };
     let mut summary = FollowSummary::default();
     let started = now_ms();
     let mut target: Option<u64> = None;
     tracing::info!(since = start, "following the change feed");
     while !ctx.client.stopping() {
-        let cycle_at = now_ms();
-        let upstream = match read_feed(ctx, &mut tracker, cycle_at).await {
-            Ok(u) => Some(u),
-            Err(FetchError::Cancelled { .. }) => break,
-            Err(e) if opts.once => return Err(HandlerError::Fetch(e).into()),
+        let step = match feed.step(ctx, Pages::UpToDate, &apply).await {
+            Ok(step) => step,
+            Err(FeedError::Handler(HandlerError::Fetch(FetchError::Cancelled { .. }))) => break,
+            Err(e) if opts.once || matches!(e, FeedError::Superseded) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "reading the change feed failed; trying again after the interval");
-                None
+                ctx.client.sleep(opts.interval).await;
+                continue;
             }
         };
-        apply_due(ctx, &mut tracker, opts.parallelism, &mut summary).await;
-        let seq = tracker.checkpoint();
-        let caught_up = upstream.filter(|u| seq >= *u).map(|_| cycle_at);
-        let cp = Checkpoint {
-            seq,
-            upstream_seq: upstream.or(written.as_ref().and_then(|c| c.upstream_seq)),
-            caught_up_at: caught_up.or(written.as_ref().and_then(|c| c.caught_up_at)),
-            updated_at: now_ms(),
-            pending: tracker.pending() as u64,
-        };
-        if written
-            .as_ref()
-            .is_none_or(|w| w.seq != cp.seq || w.caught_up_at != cp.caught_up_at || w.pending != cp.pending)
-        {
-            meta = Some(store_checkpoint(ctx, &cp, meta.as_ref()).await?);
-            written = Some(cp.clone());
+        summary.applied += step.applied;
+        summary.deleted += step.deleted;
+        summary.retries += step.failed.len() as u64;
+        for (task, e) in &step.failed {
+            match e {
+                HandlerError::Stale { .. } => {
+                    tracing::info!(package = %task.name, error = %e, "not yet: retrying later")
+                }
+                _ => tracing::warn!(package = %task.name, error = %e, "change failed: retrying later"),
+            }
         }
-        let lag_secs = cp.lag_secs(now_ms());
-        crate::telemetry::record_follow_lag(cp.lag_seqs().unwrap_or(0), lag_secs);
+        let cp = &step.checkpoint;
         tracing::info!(
             checkpoint = cp.seq,
             upstream_seq = cp.upstream_seq,
             lag_seqs = cp.lag_seqs(),
-            lag_secs = lag_secs.map(|s| format!("{s:.1}")),
+            lag_secs = cp.lag_secs(now_ms()).map(|s| format!("{s:.1}")),
             pending = cp.pending,
             applied = summary.applied,
             "follow"
@@ -112,31 +127,29 @@ pub async fn follow(ctx: &Ctx, opts: &FollowOptions) -> Result<FollowSummary, Fo
         if opts.once {
             // Done once every change up to the first `update_seq` read is stored (changes made
             // since are left for the next run).
-            target = target.or(upstream);
-            if target.is_some_and(|t| cp.seq >= t) {
-                break;
-            }
-            if now_ms().saturating_sub(started) > opts.give_up_after.as_millis() as u64 {
+            let t = *target.get_or_insert(step.upstream);
+            if cp.seq >= t || now_ms().saturating_sub(started) > opts.give_up_after.as_millis() as u64 {
                 break;
             }
         }
+        // More of the feed than one step reads: go on at once.
+        if feed.tracker.cursor() < step.upstream {
+            continue;
+        }
         // Caught up with the feed: wait for the interval or the next retry, whichever is first.
-        let now = now_ms();
         let mut wait = opts.interval;
-        if let Some(due) = tracker.next_due() {
-            wait = wait.min(Duration::from_millis(due.saturating_sub(now)));
+        if let Some(due) = feed.tracker.next_due() {
+            wait = wait.min(Duration::from_millis(due.saturating_sub(now_ms())));
         }
         if opts.once {
             wait = wait.min(Duration::from_millis(500));
         }
-        if upstream.is_some_and(|u| tracker.cursor() < u) {
-            continue;
-        }
         ctx.client.sleep(wait).await;
     }
-    summary.checkpoint = written.as_ref().map_or(start, |c| c.seq);
+    summary.checkpoint = feed.checkpoint().map_or(start, |c| c.seq);
     summary.caught_up = target.is_some_and(|t| summary.checkpoint >= t);
-    summary.pending = tracker
+    summary.pending = feed
+        .tracker
         .stuck()
         .into_iter()
         .map(|(name, seq, attempts, err)| {
@@ -144,62 +157,4 @@ pub async fn follow(ctx: &Ctx, opts: &FollowOptions) -> Result<FollowSummary, Fo
         })
         .collect();
     Ok(summary)
-}
-
-/// Reads the upstream's `update_seq`, then every page after the cursor up to it.
-async fn read_feed(ctx: &Ctx, tracker: &mut Tracker, now: u64) -> Result<u64, FetchError> {
-    let upstream = changes::update_seq(&ctx.client, &ctx.replicate).await?;
-    while tracker.cursor() < upstream {
-        let page = changes::read_page(&ctx.client, &ctx.replicate, tracker.cursor(), PAGE_LIMIT).await?;
-        let empty = page.rows.is_empty() && page.last_seq <= tracker.cursor();
-        crate::handlers::take_feed_page(tracker, &page, now);
-        if empty || tracker.pending() >= PAGE_LIMIT * 4 {
-            break;
-        }
-    }
-    Ok(upstream)
-}
-
-/// Applies every change due now, with bounded concurrency.
-async fn apply_due(ctx: &Ctx, tracker: &mut Tracker, parallelism: usize, summary: &mut FollowSummary) {
-    let due = tracker.due(now_ms());
-    if due.is_empty() {
-        return;
-    }
-    let results: Vec<_> = futures_util::stream::iter(due)
-        .map(|task| async move {
-            let r = ctx.apply_change(&task).await;
-            (task, r)
-        })
-        .buffer_unordered(parallelism.max(1))
-        .collect()
-        .await;
-    for (task, r) in results {
-        match r {
-            Ok(done) => {
-                summary.applied += 1;
-                if done == PackumentDone::Deleted {
-                    summary.deleted += 1;
-                }
-                tracker.done(&task);
-            }
-            Err(HandlerError::Fetch(FetchError::Cancelled { .. })) => {}
-            Err(e) => {
-                summary.retries += 1;
-                let attempts = tracker.failed(&task, e.to_string(), now_ms());
-                match &e {
-                    HandlerError::Stale { .. } => {
-                        tracing::info!(package = %task.name, attempts, error = %e, "not yet: retrying later")
-                    }
-                    _ => tracing::warn!(package = %task.name, attempts, error = %e, "change failed: retrying later"),
-                }
-            }
-        }
-    }
-}
-
-/// Writes the checkpoint, replacing exactly what this follower read or wrote last: a second
-/// follower on the same store makes this one stop rather than move the checkpoint backwards.
-async fn store_checkpoint(ctx: &Ctx, cp: &Checkpoint, read: Option<&Meta>) -> Result<Meta, HandlerError> {
-    ctx.write_checkpoint(cp, &Meta::expect_replacing(read)).await
 }

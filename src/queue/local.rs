@@ -1,5 +1,7 @@
 //! The local runner: partitions and packuments as tasks in this process.
 //!
+//! Every item runs through the one entry point every runner shares ([`run_item`]); the runner
+//! is the [`FanOut`] that runs what an item fans out here, before the item is done.
 //! Partitions are listed a few at a time; each partition's packuments then run with bounded
 //! concurrency (the client caps requests in flight over everything). The packument handler
 //! skips every document already stored at the listed rev, so an interrupted run (crash,
@@ -20,14 +22,17 @@
 //! not a failure; still listed, it is a failure as any other.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
 use super::progress::Progress;
 use crate::handlers::{Ctx, HandlerError, PackumentDone};
+use crate::pivots::Pivots;
+use crate::registry::alldocs::Row;
 use crate::registry::client::FetchError;
+use crate::run::{run_item, Done, FanOut, FanOutError, Fanned};
+use crate::work::{RowDiff, Work, WorkItem};
 
 /// Later rounds for work that failed with a transient error after the client's retries.
 pub const RETRY_ROUNDS: u32 = 3;
@@ -53,84 +58,14 @@ pub struct RunOptions {
     pub list_only: bool,
 }
 
-/// Runs `partitions` (half-open ranges) to completion or shutdown.
-pub async fn replicate(
-    ctx: &Ctx,
-    partitions: Vec<(Option<String>, Option<String>)>,
+/// The work of one command in this process, counted in `progress`.
+pub struct Runner<'a> {
+    ctx: &'a Ctx,
     opts: RunOptions,
-    progress: &Arc<Progress>,
-) {
-    progress.partitions_total.fetch_add(partitions.len() as u64, Relaxed);
-    futures_util::stream::iter(partitions)
-        .for_each_concurrent(opts.partition_parallelism.max(1), |(start, end)| async move {
-            run_partition(ctx, start.as_deref(), end.as_deref(), opts, progress).await;
-        })
-        .await;
+    progress: &'a Progress,
 }
 
-async fn run_partition(ctx: &Ctx, start: Option<&str>, end: Option<&str>, opts: RunOptions, progress: &Progress) {
-    let range = format!("[{:?}, {:?})", start.unwrap_or(""), end.unwrap_or(""));
-    let mut listed = ctx.list_partition(start, end).await;
-    for round in 1..=RETRY_ROUNDS {
-        match &listed {
-            Err(e) if worth_another_round(e) => {
-                tracing::info!(partition = %range, round, error = %e, "listing failed; trying again later");
-                if !ctx.client.sleep(ROUND_PAUSE * round).await {
-                    return;
-                }
-                listed = ctx.list_partition(start, end).await;
-            }
-            _ => break,
-        }
-    }
-    let (rows, diff) = match listed {
-        Ok(v) => v,
-        Err(_) if ctx.client.stopping() => return,
-        Err(e) => {
-            progress.partitions_failed.fetch_add(1, Relaxed);
-            progress.fail(format!("partition {range}: {e}"));
-            tracing::warn!(partition = %range, error = %e, "listing failed");
-            return;
-        }
-    };
-    tracing::debug!(partition = %range, rows = rows.len(), changed = diff.changed.len(), removed = diff.removed.len(), "listed");
-    // Every listed name goes to the packument handler, which skips (without a request) those
-    // already stored at the listed rev. Comparing with the stored documents, not with the
-    // partition's previous rows, keeps a run correct whatever was interrupted before it.
-    let FetchAll { failed, gone } = if opts.list_only {
-        FetchAll::default()
-    } else {
-        progress.packuments_total.fetch_add(rows.len() as u64, Relaxed);
-        let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
-        fetch_all(ctx, items, opts.packument_parallelism, progress).await
-    };
-    if failed > 0 {
-        if !ctx.client.stopping() {
-            progress.partitions_failed.fetch_add(1, Relaxed);
-            tracing::warn!(partition = %range, failed, "not committed: some packuments failed; a re-run retries them");
-        }
-        return;
-    }
-    // Names deleted upstream since the listing are tombstoned already; the committed rows are
-    // the listing without them, so the stored partition does not claim them live.
-    let rows = if gone.is_empty() {
-        rows
-    } else {
-        let gone: std::collections::HashSet<&str> = gone.iter().map(String::as_str).collect();
-        rows.into_iter().filter(|r| !gone.contains(r.id.as_str())).collect()
-    };
-    match ctx.commit_partition(start, end, &rows, &diff.removed).await {
-        Ok(()) => {
-            progress.partitions_done.fetch_add(1, Relaxed);
-        }
-        Err(e) => {
-            progress.partitions_failed.fetch_add(1, Relaxed);
-            progress.fail(format!("partition {range}: {e}"));
-        }
-    }
-}
-
-/// What [`fetch_all`] came to.
+/// What [`Runner::fetch_all`] came to.
 #[derive(Debug, Default)]
 pub struct FetchAll {
     /// Items not done (failed, or stopped by Ctrl-C).
@@ -139,110 +74,205 @@ pub struct FetchAll {
     pub gone: Vec<String>,
 }
 
-/// Runs the packument handler over `items` (`(name, rev)`), then up to [`RETRY_ROUNDS`] more
-/// rounds over those that failed transiently.
-///
-/// An item with a rev comes from a listing: if it turns out deleted upstream since, it is done
-/// (counted in [`Progress::deleted_upstream`]). An item without one was asked for by name
-/// (`packument fetch-list`): a name that does not exist upstream is a failure, whatever is
-/// recorded for it.
-pub async fn fetch_all<'a>(
-    ctx: &Ctx,
-    items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
-    parallelism: usize,
-    progress: &Progress,
-) -> FetchAll {
-    let (mut failed, mut again, mut gone) = fetch_round(ctx, items, parallelism, progress, RETRY_ROUNDS == 0).await;
-    for round in 1..=RETRY_ROUNDS {
-        if again.is_empty() {
-            break;
-        }
-        tracing::info!(
-            packuments = again.len(),
-            round,
-            "trying again the packuments that failed transiently"
-        );
-        if !ctx.client.sleep(ROUND_PAUSE * round).await {
-            break; // stopping: what is left is not done
-        }
-        let items = again.iter().map(|(n, r)| (n.as_str(), r.as_deref()));
-        let (f, next, g) = fetch_round(ctx, items, parallelism, progress, round == RETRY_ROUNDS).await;
-        failed += f;
-        again = next;
-        gone.extend(g);
+impl<'a> Runner<'a> {
+    pub fn new(ctx: &'a Ctx, opts: RunOptions, progress: &'a Progress) -> Runner<'a> {
+        Runner { ctx, opts, progress }
     }
-    FetchAll {
-        failed: failed + again.len() as u64,
-        gone,
+
+    /// The whole job: a partition-set of `pivots`, run here to completion or shutdown. Fails
+    /// only when the change feed's start cannot be recorded; every other failure is counted in
+    /// the progress (the partition it belongs to is not committed).
+    pub async fn replicate(&self, pivots: Pivots) -> Result<(), HandlerError> {
+        let item = WorkItem::new(Work::PartitionSet { pivots });
+        run_item(self.ctx, &item, self, CDN_PATIENCE).await.map(|_| ())
+    }
+
+    /// One partition, with up to [`RETRY_ROUNDS`] more rounds while its listing keeps failing.
+    async fn run_partition(&self, item: WorkItem) {
+        let (ctx, progress) = (self.ctx, self.progress);
+        let range = match &item.work {
+            Work::Partition { start, end } => format!(
+                "[{:?}, {:?})",
+                start.as_deref().unwrap_or(""),
+                end.as_deref().unwrap_or("")
+            ),
+            _ => item.id.clone(),
+        };
+        let mut round = 0;
+        loop {
+            match run_item(ctx, &item, self, CDN_PATIENCE).await {
+                Ok(_) => {
+                    progress.partitions_done.fetch_add(1, Relaxed);
+                    return;
+                }
+                Err(e) if round < RETRY_ROUNDS && worth_another_round(&e) => {
+                    round += 1;
+                    tracing::info!(partition = %range, round, error = %e, "listing failed; trying again later");
+                    if !ctx.client.sleep(ROUND_PAUSE * round).await {
+                        return;
+                    }
+                }
+                Err(_) if ctx.client.stopping() => return,
+                // Each failed packument is counted and reported already.
+                Err(HandlerError::FanOut(FanOutError::Incomplete { failed })) => {
+                    progress.partitions_failed.fetch_add(1, Relaxed);
+                    tracing::warn!(partition = %range, failed, "not committed: some packuments failed; a re-run retries them");
+                    return;
+                }
+                Err(e) => {
+                    progress.partitions_failed.fetch_add(1, Relaxed);
+                    progress.fail(format!("partition {range}: {e}"));
+                    tracing::warn!(partition = %range, error = %e, "partition failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs the packument items `(name, rev)`, then up to [`RETRY_ROUNDS`] more rounds over
+    /// those that failed transiently.
+    ///
+    /// An item with a rev comes from a listing: if it turns out deleted upstream since, it is
+    /// done (counted in [`Progress::deleted_upstream`]). An item without one was asked for by
+    /// name (`packument fetch-list`): a name that does not exist upstream is a failure,
+    /// whatever is recorded for it.
+    pub async fn fetch_all<'n>(&self, items: impl Iterator<Item = (&'n str, Option<&'n str>)>) -> FetchAll {
+        let (mut failed, mut again, mut gone) = self.fetch_round(items, RETRY_ROUNDS == 0).await;
+        for round in 1..=RETRY_ROUNDS {
+            if again.is_empty() {
+                break;
+            }
+            tracing::info!(
+                packuments = again.len(),
+                round,
+                "trying again the packuments that failed transiently"
+            );
+            if !self.ctx.client.sleep(ROUND_PAUSE * round).await {
+                break; // stopping: what is left is not done
+            }
+            let items = again.iter().map(|(n, r)| (n.as_str(), r.as_deref()));
+            let (f, next, g) = self.fetch_round(items, round == RETRY_ROUNDS).await;
+            failed += f;
+            again = next;
+            gone.extend(g);
+        }
+        FetchAll {
+            failed: failed + again.len() as u64,
+            gone,
+        }
+    }
+
+    /// One round: returns how many failed for good, those worth another round (unless this is
+    /// the `last` round, where every failure counts), and the listed ones deleted upstream.
+    async fn fetch_round<'n>(
+        &self,
+        items: impl Iterator<Item = (&'n str, Option<&'n str>)>,
+        last: bool,
+    ) -> (u64, Vec<(String, Option<String>)>, Vec<String>) {
+        let failed = std::sync::atomic::AtomicU64::new(0);
+        let again = parking_lot::Mutex::new(Vec::new());
+        let gone = parking_lot::Mutex::new(Vec::new());
+        let progress = self.progress;
+        futures_util::stream::iter(items)
+            .for_each_concurrent(self.opts.packument_parallelism.max(1), |(name, rev)| {
+                let (failed, again, gone) = (&failed, &again, &gone);
+                async move {
+                    let item = WorkItem::new(Work::Packument {
+                        name: name.to_owned(),
+                        rev: rev.map(str::to_owned),
+                    });
+                    let done = match run_item(self.ctx, &item, self, CDN_PATIENCE).await {
+                        Ok(Done::Packument(done)) => Ok(done),
+                        Ok(other) => unreachable!("a packument item ended as {other:?}"),
+                        Err(e) => Err(e),
+                    };
+                    match done {
+                        Ok(PackumentDone::Stored { bytes }) => {
+                            progress.stored.fetch_add(1, Relaxed);
+                            progress.stored_bytes.fetch_add(bytes, Relaxed);
+                        }
+                        Ok(PackumentDone::NotModified) => {
+                            progress.not_modified.fetch_add(1, Relaxed);
+                        }
+                        Ok(PackumentDone::NotFound) => {
+                            failed.fetch_add(1, Relaxed);
+                            progress.failed.fetch_add(1, Relaxed);
+                            progress.fail(format!("{name}: not found (404)"));
+                        }
+                        Ok(PackumentDone::Skipped | PackumentDone::Superseded | PackumentDone::Deleted) => {
+                            progress.skipped.fetch_add(1, Relaxed);
+                        }
+                        Ok(PackumentDone::GoneUpstream) if rev.is_some() => {
+                            progress.deleted_upstream.fetch_add(1, Relaxed);
+                            gone.lock().push(name.to_owned());
+                        }
+                        // Asked for by name: that it no longer exists is the answer, and a failure.
+                        Ok(PackumentDone::GoneUpstream) => {
+                            failed.fetch_add(1, Relaxed);
+                            progress.failed.fetch_add(1, Relaxed);
+                            progress.fail(format!("{name}: deleted upstream (404, and no longer listed)"));
+                        }
+                        // Stopped by Ctrl-C: not a failure, just not done (the partition is not
+                        // committed, and the next run picks the name up).
+                        Err(HandlerError::Fetch(FetchError::Cancelled { .. })) => {
+                            failed.fetch_add(1, Relaxed);
+                        }
+                        Err(e) if !last && worth_another_round(&e) => {
+                            tracing::debug!(package = name, error = %e, "packument failed; another round later");
+                            again.lock().push((name.to_owned(), rev.map(str::to_owned)));
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Relaxed);
+                            progress.failed.fetch_add(1, Relaxed);
+                            tracing::warn!(package = name, error = %e, "packument failed");
+                            progress.fail(format!("{name}: {e}"));
+                        }
+                    }
+                }
+            })
+            .await;
+        (failed.load(Relaxed), again.into_inner(), gone.into_inner())
     }
 }
 
-/// One round: returns how many failed for good, those worth another round (unless this is the
-/// `last` round, where every failure counts), and the listed ones deleted upstream.
-async fn fetch_round<'a>(
-    ctx: &Ctx,
-    items: impl Iterator<Item = (&'a str, Option<&'a str>)>,
-    parallelism: usize,
-    progress: &Progress,
-    last: bool,
-) -> (u64, Vec<(String, Option<String>)>, Vec<String>) {
-    let failed = std::sync::atomic::AtomicU64::new(0);
-    let again = parking_lot::Mutex::new(Vec::new());
-    let gone = parking_lot::Mutex::new(Vec::new());
-    futures_util::stream::iter(items)
-        .for_each_concurrent(parallelism.max(1), |(name, rev)| {
-            let (failed, again, gone) = (&failed, &again, &gone);
-            async move {
-                match ctx.packument_or_gone(name, rev, CDN_PATIENCE).await {
-                    Ok(PackumentDone::Stored { bytes }) => {
-                        progress.stored.fetch_add(1, Relaxed);
-                        progress.stored_bytes.fetch_add(bytes, Relaxed);
-                    }
-                    Ok(PackumentDone::NotModified) => {
-                        progress.not_modified.fetch_add(1, Relaxed);
-                    }
-                    Ok(PackumentDone::NotFound) => {
-                        failed.fetch_add(1, Relaxed);
-                        progress.failed.fetch_add(1, Relaxed);
-                        progress.fail(format!("{name}: not found (404)"));
-                    }
-                    Ok(PackumentDone::Skipped | PackumentDone::Superseded | PackumentDone::Deleted) => {
-                        progress.skipped.fetch_add(1, Relaxed);
-                    }
-                    Ok(PackumentDone::GoneUpstream) if rev.is_some() => {
-                        progress.deleted_upstream.fetch_add(1, Relaxed);
-                        gone.lock().push(name.to_owned());
-                    }
-                    // Asked for by name: that it no longer exists is the answer, and a failure.
-                    Ok(PackumentDone::GoneUpstream) => {
-                        failed.fetch_add(1, Relaxed);
-                        progress.failed.fetch_add(1, Relaxed);
-                        progress.fail(format!("{name}: deleted upstream (404, and no longer listed)"));
-                    }
-                    // Stopped by Ctrl-C: not a failure, just not done (the partition is not
-                    // committed, and the next run picks the name up).
-                    Err(HandlerError::Fetch(FetchError::Cancelled { .. })) => {
-                        failed.fetch_add(1, Relaxed);
-                    }
-                    Err(e) if !last && worth_another_round(&e) => {
-                        tracing::debug!(package = name, error = %e, "packument failed; another round later");
-                        again.lock().push((name.to_owned(), rev.map(str::to_owned)));
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Relaxed);
-                        progress.failed.fetch_add(1, Relaxed);
-                        tracing::warn!(package = name, error = %e, "packument failed");
-                        progress.fail(format!("{name}: {e}"));
-                    }
-                }
-            }
+/// Fan-out in this process: what an item fans out is run here, and the item is done once all
+/// of it is stored.
+#[async_trait::async_trait]
+impl FanOut for Runner<'_> {
+    async fn partitions(&self, items: Vec<WorkItem>) -> Result<(), FanOutError> {
+        self.progress.partitions_total.fetch_add(items.len() as u64, Relaxed);
+        futures_util::stream::iter(items)
+            .for_each_concurrent(self.opts.partition_parallelism.max(1), |item| self.run_partition(item))
+            .await;
+        // Each partition's failure is counted and reported where it happened.
+        Ok(())
+    }
+
+    /// Every listed name goes to the packument handler, which skips (without a request) those
+    /// already stored at the listed rev. Comparing with the stored documents, not with the
+    /// partition's previous rows, keeps a run correct whatever was interrupted before it (and
+    /// after `--list-only`, which stores rows without documents).
+    async fn packuments(&self, rows: &[Row], _diff: &RowDiff) -> Result<Fanned, FanOutError> {
+        if self.opts.list_only {
+            return Ok(Fanned::default());
+        }
+        self.progress.packuments_total.fetch_add(rows.len() as u64, Relaxed);
+        let items = rows.iter().map(|r| (r.id.as_str(), Some(r.rev.as_str())));
+        let FetchAll { failed, gone } = self.fetch_all(items).await;
+        if failed > 0 {
+            return Err(FanOutError::Incomplete { failed });
+        }
+        Ok(Fanned {
+            count: rows.len(),
+            gone,
         })
-        .await;
-    (failed.load(Relaxed), again.into_inner(), gone.into_inner())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::handlers::testing::{self, upstream, Listing};
     use crate::store::memory::MemoryStore;
@@ -253,7 +283,13 @@ mod tests {
         let ctx = testing::ctx(upstream(Listing::Names(vec!["b"])).await, Arc::new(MemoryStore::new()));
         testing::store_live(&ctx, "a").await;
         let progress = Progress::default();
-        let done = fetch_all(&ctx, [("a", None), ("never", None)].into_iter(), 4, &progress).await;
+        let opts = RunOptions {
+            partition_parallelism: 1,
+            packument_parallelism: 4,
+            list_only: false,
+        };
+        let runner = Runner::new(&ctx, opts, &progress);
+        let done = runner.fetch_all([("a", None), ("never", None)].into_iter()).await;
         assert_eq!(done.failed, 2);
         assert!(done.gone.is_empty());
         assert_eq!(progress.failed.load(Relaxed), 2);

@@ -38,13 +38,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use crate::follow::{Checkpoint, Tracker};
-use crate::handlers::{Ctx, HandlerError};
+use crate::feed::{ApplyChanges, Feed, FeedError, Pages};
+use crate::follow::Task;
+use crate::handlers::{Ctx, HandlerError, PackumentDone};
 use crate::keys::Key;
 use crate::queue::pubsub::Publish;
-use crate::registry::changes;
-use crate::store::{Meta, StoreError};
-use crate::work::{self, Work, WorkItem};
+use crate::registry::alldocs::Row;
+use crate::run::{run_item, FanOut, FanOutError, Fanned};
+use crate::work::{RowDiff, Work, WorkItem};
 use auth::PushAuth;
 use envelope::{Delivery, MessageInfo, Rejection};
 use outcome::Outcome;
@@ -180,83 +181,50 @@ async fn changes_tick(State(s): State<Arc<AppState>>, headers: HeaderMap, body: 
     outcome::response(&outcome)
 }
 
-/// One batch of the change feed: read up to 10 000 changes after the stored checkpoint, write
-/// tombstones for deletions, publish a packument item (with its rev) per other change, then
-/// advance the checkpoint with a write conditional on the checkpoint read, so two overlapping
-/// ticks never both advance it (the loser's items are duplicates, which the packument handler
-/// skips). A document the CDN still serves stale fails its packument item, which Pub/Sub
-/// retries with backoff.
+/// One tick of the change feed: one [`Feed::step`] (the follower's step) over up to 10 000
+/// changes after the stored checkpoint, whose deletions are written as tombstones here and
+/// whose other changes are published as packument items (with their revs). The checkpoint is
+/// advanced with a write conditional on the checkpoint read, so two overlapping ticks never
+/// both advance it (the loser's items are duplicates, which the packument handler skips). A
+/// document the CDN still serves stale fails its packument item, which Pub/Sub retries with
+/// backoff.
 async fn run_changes(state: &AppState) -> Outcome {
     let ctx = &state.ctx;
     let paused = ctx.client.paused_for(&ctx.replicate);
     if paused >= state.budget / 2 {
         return Outcome::Throttled(paused);
     }
-    let (cp, meta) = match ctx.read_checkpoint().await {
-        Ok(Some(v)) => v,
+    // A tick keeps no memory of failed changes: the next one starts from the stored checkpoint.
+    let mut feed = match Feed::open(ctx, None, 1, 1).await {
+        Ok(Some(feed)) => feed,
         Ok(None) => {
             tracing::warn!("no change-feed checkpoint in the store yet: publish a partition-set first (it records where the feed starts)");
             return Outcome::Done(json!({ "checkpoint": null }));
         }
         Err(e) => return Outcome::from_handler(e),
     };
-    let now = crate::store::now_ms();
-    let read = async {
-        let upstream = changes::update_seq(&ctx.client, &ctx.replicate).await?;
-        let page = changes::read_page(&ctx.client, &ctx.replicate, cp.seq, changes::PAGE_LIMIT).await?;
-        Ok::<_, crate::registry::client::FetchError>((upstream, page))
+    let from = feed.tracker.cursor();
+    let ticking = Ticking {
+        ctx,
+        publishing: Publishing(&*state.publisher),
     };
-    let (upstream, page) = match read.await {
-        Ok(v) => v,
-        Err(e) => return Outcome::from_handler(e.into()),
-    };
-    let mut tracker = Tracker::new(cp.seq, 1, 1);
-    crate::handlers::take_feed_page(&mut tracker, &page, now);
-    let (deleted, changed): (Vec<_>, Vec<_>) = tracker.due(now).into_iter().partition(|t| t.deleted);
-    for task in &deleted {
-        if let Err(e) = ctx.apply_change(task).await {
-            return Outcome::from_handler(e);
-        }
-    }
-    let items: Vec<WorkItem> = changed
-        .into_iter()
-        .map(|t| {
-            WorkItem::new(Work::Packument {
-                name: t.name,
-                rev: Some(t.rev),
-            })
-        })
-        .collect();
-    if let Err(e) = state.publisher.publish(&items).await {
-        return Outcome::Dependency(e.to_string());
-    }
-    let next = Checkpoint {
-        seq: page.last_seq,
-        upstream_seq: Some(upstream),
-        caught_up_at: if page.last_seq >= upstream {
-            Some(now)
-        } else {
-            cp.caught_up_at
-        },
-        updated_at: crate::store::now_ms(),
-        pending: 0,
-    };
-    crate::telemetry::record_follow_lag(next.lag_seqs().unwrap_or(0), next.lag_secs(crate::store::now_ms()));
-    let data = json!({
-        "from": cp.seq,
-        "to": next.seq,
-        "published": items.len(),
-        "deleted": deleted.len(),
-        "lagSeqs": next.lag_seqs(),
-    });
-    match ctx.write_checkpoint(&next, &Meta::expect_replacing(Some(&meta))).await {
-        Ok(_) => Outcome::Done(data),
+    let step = match feed.step(ctx, Pages::One, &ticking).await {
+        Ok(step) => step,
         // Another tick advanced it first: its batch covers this one.
-        Err(HandlerError::Store(StoreError::Conflict { .. })) => {
-            Outcome::Done(json!({ "superseded": true, "from": cp.seq }))
-        }
-        Err(e) => Outcome::from_handler(e),
+        Err(FeedError::Superseded) => return Outcome::Done(json!({ "superseded": true, "from": from })),
+        Err(FeedError::Handler(e)) => return Outcome::from_handler(e),
+    };
+    // Pub/Sub (or the store) refused some: the checkpoint stays before them; try again soon.
+    if let Some((_, e)) = step.failed.into_iter().next() {
+        return Outcome::from_handler(e);
     }
+    Outcome::Done(json!({
+        "from": from,
+        "to": step.checkpoint.seq,
+        "published": step.applied - step.deleted,
+        "deleted": step.deleted,
+        "lagSeqs": step.checkpoint.lag_seqs(),
+    }))
 }
 
 /// One push request, from authentication to the answer, in a span that carries the caller's
@@ -400,7 +368,8 @@ async fn run_patiently(state: &AppState, item: &WorkItem) -> Outcome {
     }
 }
 
-/// Runs one item's work.
+/// Runs one item's work through the one entry point every runner shares
+/// ([`crate::run::run_item`]), fanning out to Pub/Sub.
 async fn run(state: &AppState, item: &WorkItem) -> Outcome {
     let ctx = &state.ctx;
     // When the upstream has asked us to wait longer than this request may live, say so now:
@@ -413,59 +382,90 @@ async fn run(state: &AppState, item: &WorkItem) -> Outcome {
     if !matches!(item.work, Work::PartitionSet { .. }) && paused >= state.budget / 2 {
         return Outcome::Throttled(paused);
     }
-    match &item.work {
-        Work::PartitionSet { pivots } => {
-            // Where the change feed starts, read before any partition is listed.
-            if let Err(e) = ctx.record_bootstrap_seq().await {
-                return Outcome::from_handler(e);
-            }
-            let partitions = work::fan_out(pivots);
-            match state.publisher.publish(&partitions).await {
-                Ok(()) => Outcome::Done(json!({ "published": partitions.len() })),
-                Err(e) => Outcome::Dependency(e.to_string()),
-            }
-        }
-        Work::Partition { start, end } => run_partition(state, start.as_deref(), end.as_deref()).await,
-        // A package deleted upstream after its item was published ends here as done (a
-        // tombstone), not as a failure Pub/Sub would retry into the dead-letter topic.
-        Work::Packument { name, rev } => match ctx.packument_or_gone(name, rev.as_deref(), state.patience()).await {
-            Ok(done) => Outcome::packument(done),
-            Err(e) => Outcome::from_handler(e),
-        },
+    let fan_out = Publishing(&*state.publisher);
+    match run_item(ctx, item, &fan_out, state.patience()).await {
+        Ok(done) => Outcome::Done(done.data()),
+        Err(e) => Outcome::from_handler(e),
     }
 }
 
-/// `partition`: list the range, publish a packument item for every name whose rev changed
-/// since the partition's last stored rows, then store the rows (with tombstones for names
-/// gone). The rows are stored only after Pub/Sub accepted every item, so a crash in between
-/// makes the redelivered message list and publish again (the packument handler skips names
-/// already stored at their rev).
-async fn run_partition(state: &AppState, start: Option<&str>, end: Option<&str>) -> Outcome {
-    let ctx = &state.ctx;
-    let (rows, diff) = match ctx.list_partition(start, end).await {
-        Ok(v) => v,
-        Err(e) => return Outcome::from_handler(e),
-    };
-    let items: Vec<WorkItem> = diff
-        .changed
-        .iter()
-        .map(|(name, rev)| {
-            WorkItem::new(Work::Packument {
-                name: name.clone(),
-                rev: Some(rev.clone()),
-            })
-        })
-        .collect();
-    if let Err(e) = state.publisher.publish(&items).await {
-        return Outcome::Dependency(e.to_string());
+/// Fan-out to Pub/Sub: an item is done once Pub/Sub has accepted what it fans out. A listed
+/// partition publishes only the packuments whose rev changed since its stored rows: its rows
+/// are committed after the publish, so every earlier row was published already (a packument
+/// item that ends dead-lettered is fetched again when its rev changes, or when the dead letters
+/// are replayed).
+struct Publishing<'a>(&'a dyn Publish);
+
+impl Publishing<'_> {
+    async fn publish(&self, items: &[WorkItem]) -> Result<(), FanOutError> {
+        self.0
+            .publish(items)
+            .await
+            .map_err(|e| FanOutError::Unavailable(e.to_string()))
     }
-    match ctx.commit_partition(start, end, &rows, &diff.removed).await {
-        Ok(()) => Outcome::Done(json!({
-            "rows": rows.len(),
-            "published": items.len(),
-            "removed": diff.removed.len(),
-        })),
-        Err(e) => Outcome::from_handler(e),
+}
+
+/// A tick's changes: deletions become tombstones now; every other change is published as a
+/// packument item with its rev, and counts as applied once Pub/Sub has accepted it.
+struct Ticking<'a> {
+    ctx: &'a Ctx,
+    publishing: Publishing<'a>,
+}
+
+#[async_trait::async_trait]
+impl ApplyChanges for Ticking<'_> {
+    async fn apply(&self, tasks: Vec<Task>) -> Vec<(Task, Result<PackumentDone, HandlerError>)> {
+        let (deleted, changed): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|t| t.deleted);
+        let mut results = Vec::with_capacity(deleted.len() + changed.len());
+        for task in deleted {
+            let r = self.ctx.apply_change(&task).await;
+            results.push((task, r));
+        }
+        let items: Vec<WorkItem> = changed
+            .iter()
+            .map(|t| {
+                WorkItem::new(Work::Packument {
+                    name: t.name.clone(),
+                    rev: Some(t.rev.clone()),
+                })
+            })
+            .collect();
+        match self.publishing.publish(&items).await {
+            Ok(()) => results.extend(changed.into_iter().map(|t| (t, Ok(PackumentDone::Skipped)))),
+            Err(e) => {
+                let e = e.to_string();
+                results.extend(changed.into_iter().map(|t| {
+                    let failed = HandlerError::FanOut(FanOutError::Unavailable(e.clone()));
+                    (t, Err(failed))
+                }));
+            }
+        }
+        results
+    }
+}
+
+#[async_trait::async_trait]
+impl FanOut for Publishing<'_> {
+    async fn partitions(&self, items: Vec<WorkItem>) -> Result<(), FanOutError> {
+        self.publish(&items).await
+    }
+
+    async fn packuments(&self, _rows: &[Row], diff: &RowDiff) -> Result<Fanned, FanOutError> {
+        let items: Vec<WorkItem> = diff
+            .changed
+            .iter()
+            .map(|(name, rev)| {
+                WorkItem::new(Work::Packument {
+                    name: name.clone(),
+                    rev: Some(rev.clone()),
+                })
+            })
+            .collect();
+        self.publish(&items).await?;
+        Ok(Fanned {
+            count: items.len(),
+            gone: Vec::new(),
+        })
     }
 }
 
@@ -579,6 +579,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::follow::Checkpoint;
     use crate::queue::pubsub::PubSubError;
     use crate::registry::client::Client;
     use crate::registry::origin::Origin;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::auth::AuthError;
 use super::envelope::Rejection;
-use crate::handlers::{HandlerError, PackumentDone};
+use crate::handlers::HandlerError;
 use crate::registry::client::FetchError;
 use crate::store::StoreError;
 
@@ -67,22 +67,9 @@ impl Outcome {
                 Outcome::Internal(e.to_string())
             }
             e @ HandlerError::Raced { .. } => Outcome::Dependency(e.to_string()),
+            // Pub/Sub did not take the fanned-out items; the whole item runs again.
+            e @ HandlerError::FanOut(_) => Outcome::Dependency(e.to_string()),
         }
-    }
-
-    /// A packument item that ended without an error: durably done, whatever it came to. A
-    /// package found deleted upstream ([`PackumentDone::GoneUpstream`]: 404, and no longer in
-    /// `_all_docs`) is recorded as a tombstone, so it is done too.
-    pub fn packument(done: PackumentDone) -> Outcome {
-        Outcome::Done(match done {
-            PackumentDone::Stored { bytes } => json!({ "stored": true, "bytes": bytes }),
-            PackumentDone::NotModified => json!({ "notModified": true }),
-            PackumentDone::Skipped => json!({ "skipped": true }),
-            PackumentDone::Superseded => json!({ "superseded": true }),
-            PackumentDone::NotFound => json!({ "notFound": true }),
-            PackumentDone::Deleted => json!({ "deleted": true }),
-            PackumentDone::GoneUpstream => json!({ "deletedUpstream": true }),
-        })
     }
 
     /// The metric label of this outcome.
@@ -202,8 +189,10 @@ mod tests {
 
     #[test]
     fn a_package_deleted_upstream_is_done_but_one_still_listed_is_retried() {
+        use crate::handlers::PackumentDone;
+        use crate::run::Done;
         // Confirmed gone (404, and no longer in `_all_docs`): a tombstone is stored, so acked.
-        let gone = Outcome::packument(PackumentDone::GoneUpstream);
+        let gone = Outcome::Done(Done::Packument(PackumentDone::GoneUpstream).data());
         assert_eq!(status(&gone), StatusCode::OK);
         assert!(
             matches!(&gone, Outcome::Done(d) if d["deletedUpstream"] == true),

@@ -15,7 +15,7 @@ use crate::changes::Page;
 use crate::work::{validate_name, NameError};
 
 /// The stored position in the change feed (the body of `v1:checkpoint:{origin}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
     /// Every change with a seq up to this one is stored.

@@ -37,7 +37,10 @@ mod tests {
     #[test]
     fn only_done_acknowledges() {
         assert!(Disposition::Done.acknowledges());
-        assert!(!Disposition::Retry { after: Duration::from_secs(1) }.acknowledges());
+        assert!(!Disposition::Retry {
+            after: Duration::from_secs(1)
+        }
+        .acknowledges());
         assert!(!Disposition::Reject { reason: "bad".into() }.acknowledges());
     }
 }
