@@ -30,6 +30,7 @@ use axum::http::header::{AGE, AUTHORIZATION, CACHE_CONTROL};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::RwLock;
 use serde::Deserialize;
@@ -477,20 +478,11 @@ impl Flag {
     }
 }
 
+/// A JWKS document, each entry read on its own: with `JwkSet`, one entry that is not a JWK would
+/// discard every key.
 #[derive(Deserialize)]
 struct JwkSetBody {
     keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RsaJwk {
-    kty: String,
-    kid: Option<String>,
-    alg: Option<String>,
-    #[serde(rename = "use")]
-    usage: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
 }
 
 /// The RS256 signing keys of a JWKS document, by `kid`. Other keys (other types, encryption keys,
@@ -499,20 +491,24 @@ fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> 
     let set: JwkSetBody = serde_json::from_slice(body).map_err(|e| format!("the body is not a JWKS: {e}"))?;
     let mut keys = HashMap::new();
     for entry in set.keys {
-        let Ok(jwk) = serde_json::from_value::<RsaJwk>(entry) else {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(entry) else {
             tracing::debug!("skipping an unreadable JWKS entry");
             continue;
         };
-        let usable = jwk.kty == "RSA"
-            && jwk.alg.as_deref().is_none_or(|a| a == "RS256")
-            && jwk.usage.as_deref().is_none_or(|u| u == "sig");
-        let (true, Some(kid), Some(n), Some(e)) = (usable, jwk.kid, jwk.n, jwk.e) else {
-            tracing::debug!(kty = %jwk.kty, "skipping a JWKS key that cannot verify RS256");
+        let common = &jwk.common;
+        let usable = matches!(jwk.algorithm, AlgorithmParameters::RSA(_))
+            && common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::RS256)
+            && common
+                .public_key_use
+                .as_ref()
+                .is_none_or(|u| *u == PublicKeyUse::Signature);
+        let (true, Some(kid)) = (usable, &common.key_id) else {
+            tracing::debug!(kid = ?common.key_id, "skipping a JWKS key that cannot verify RS256");
             continue;
         };
-        match DecodingKey::from_rsa_components(&n, &e) {
+        match DecodingKey::from_jwk(&jwk) {
             Ok(key) => {
-                keys.insert(kid, Arc::new(key));
+                keys.insert(kid.clone(), Arc::new(key));
             }
             Err(err) => tracing::warn!(%kid, error = %err, "skipping an unreadable JWKS key"),
         }
