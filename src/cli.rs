@@ -6,7 +6,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::commands::{FollowArgs, ReplicateArgs};
-use crate::config::Global;
+use crate::config::{Global, Replica};
 use crate::error::Error;
 use crate::sim::SimArgs;
 use crate::telemetry::LogFormat;
@@ -17,8 +17,6 @@ use crate::telemetry::LogFormat;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    #[command(flatten)]
-    pub global: Global,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "ALL_DOCS_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -34,10 +32,20 @@ pub struct Cli {
 pub enum Command {
     /// Replicate the whole registry into the store: partitions, then every changed packument.
     /// Resumable: run it again after a crash or Ctrl-C.
-    Replicate(ReplicateArgs),
+    Replicate {
+        #[command(flatten)]
+        global: Global,
+        #[command(flatten)]
+        args: ReplicateArgs,
+    },
     /// Keep the replica fresh after `replicate`: apply the change feed from the stored checkpoint
     /// (deletions become tombstones), polling until stopped. Resumable.
-    Follow(FollowArgs),
+    Follow {
+        #[command(flatten)]
+        global: Global,
+        #[command(flatten)]
+        args: FollowArgs,
+    },
     /// Key-range partitions of `_all_docs`.
     #[command(subcommand)]
     Partition(PartitionCommand),
@@ -51,6 +59,8 @@ pub enum Command {
     Show {
         /// Package name, e.g. `@types/node`.
         name: String,
+        #[command(flatten)]
+        replica: Replica,
     },
     /// Run a registry simulator on 127.0.0.1 (both origins on one port), for tests and benchmarks.
     Sim(SimArgs),
@@ -79,6 +89,8 @@ pub enum PartitionCommand {
     Refresh {
         #[arg(long, value_name = "FILE")]
         pivots: PathBuf,
+        #[command(flatten)]
+        global: Global,
     },
     /// Write equal-count pivots from the replica's index (or the upstream's, if it is empty).
     Plan {
@@ -88,6 +100,8 @@ pub enum PartitionCommand {
         /// Write here instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        global: Global,
     },
 }
 
@@ -97,6 +111,8 @@ pub enum PackumentCommand {
     FetchList {
         #[arg(value_name = "LIST")]
         list: PathBuf,
+        #[command(flatten)]
+        global: Global,
     },
     /// Copy the stored documents of the packages in LIST to OUTDIR/<name>.json.
     Export {
@@ -104,18 +120,20 @@ pub enum PackumentCommand {
         list: PathBuf,
         #[arg(value_name = "OUTDIR")]
         outdir: PathBuf,
+        #[command(flatten)]
+        replica: Replica,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// Print `name<TAB>rev` for every live packument, in byte order.
-    CreateIndex,
+    CreateIndex(Replica),
     /// Re-hash every stored entry and report corrupt ones (exit 1 if any); remove temporary
     /// files that interrupted writes left and nothing has touched for an hour.
-    Validate,
+    Validate(Replica),
     /// Counts and sizes of the replica, as JSON.
-    Stats,
+    Stats(Replica),
 }
 
 impl Cli {
@@ -126,27 +144,29 @@ impl Cli {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), Error> {
+    use crate::commands as c;
     let quiet = cli.quiet > 0;
-    let g = &cli.global;
     match &cli.command {
         Command::Sim(args) if args.dump_index => crate::sim::dump_index(args),
         Command::Sim(args) => crate::sim::run(args.clone()).await,
-        Command::Replicate(args) => crate::commands::replicate(g, args, quiet).await,
-        Command::Follow(args) => crate::commands::follow(g, args).await,
-        Command::Partition(PartitionCommand::Refresh { pivots }) => {
-            crate::commands::partition_refresh(g, pivots, quiet).await
+        Command::Replicate { global, args } => c::replicate(global, args, quiet).await,
+        Command::Follow { global, args } => c::follow(global, args).await,
+        Command::Partition(PartitionCommand::Refresh { pivots, global }) => {
+            c::partition_refresh(global, pivots, quiet).await
         }
-        Command::Partition(PartitionCommand::Plan { count, output }) => {
-            crate::commands::partition_plan(g, *count, output.as_deref()).await
+        Command::Partition(PartitionCommand::Plan { count, output, global }) => {
+            c::partition_plan(global, *count, output.as_deref()).await
         }
-        Command::Packument(PackumentCommand::FetchList { list }) => crate::commands::fetch_list(g, list, quiet).await,
-        Command::Packument(PackumentCommand::Export { list, outdir }) => crate::commands::export(g, list, outdir).await,
-        Command::Cache(CacheCommand::CreateIndex) => crate::commands::create_index(g).await,
-        Command::Cache(CacheCommand::Validate) => crate::commands::validate(g).await,
-        Command::Cache(CacheCommand::Stats) => crate::commands::stats(g).await,
-        Command::Show { name } => crate::commands::show(g, name).await,
+        Command::Packument(PackumentCommand::FetchList { list, global }) => c::fetch_list(global, list, quiet).await,
+        Command::Packument(PackumentCommand::Export { list, outdir, replica }) => {
+            c::export(replica, list, outdir).await
+        }
+        Command::Cache(CacheCommand::CreateIndex(replica)) => c::create_index(replica).await,
+        Command::Cache(CacheCommand::Validate(replica)) => c::validate(replica).await,
+        Command::Cache(CacheCommand::Stats(replica)) => c::stats(replica).await,
+        Command::Show { name, replica } => c::show(replica, name).await,
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::Serve(args) => crate::service::cli::serve(g, args).await,
+        Command::Serve(args) => crate::service::cli::serve(args).await,
         Command::Publish(args) => crate::service::cli::publish(args).await,
         Command::Dev(DevCommand::PubsubSetup(args)) => crate::service::cli::pubsub_setup(args).await,
     }

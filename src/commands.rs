@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser as _;
 use futures_util::StreamExt as _;
 
-use crate::config::Global;
+use crate::config::{Global, Replica};
 use crate::error::Error;
 use crate::handlers::{Ctx, HandlerError};
 use crate::keys::{Key, Kind};
@@ -103,7 +103,7 @@ async fn setup(g: &Global, origins: Option<(Origin, Origin)>) -> Result<Setup, E
 
 /// The replica `--store` names, a folder or a bucket, through the one store interface: no
 /// command reads the layout of either itself. A spec that names nothing usable is bad input.
-async fn open_store(g: &Global, access: Access) -> Result<Arc<dyn Store>, Error> {
+async fn open_store(g: &Replica, access: Access) -> Result<Arc<dyn Store>, Error> {
     crate::store::open(&g.store, access).await.map_err(|e| match e {
         OpenError::Bad { .. } => Error::usage(format!("--store / ALL_DOCS_STORE: {e}")),
         OpenError::Unavailable { .. } => Error::Incomplete(e.to_string()),
@@ -437,7 +437,7 @@ async fn setup_registry_only(g: &Global) -> Result<Setup, Error> {
 }
 
 /// The packument origin id of the store: the configured registry's, or the only one stored.
-async fn cache_origin(g: &Global, store: &dyn Store) -> Result<String, Error> {
+async fn cache_origin(g: &Replica, store: &dyn Store) -> Result<String, Error> {
     if let Ok(o) = g.registry() {
         return Ok(o.id().to_owned());
     }
@@ -453,7 +453,7 @@ async fn cache_origin(g: &Global, store: &dyn Store) -> Result<String, Error> {
 }
 
 /// `cache create-index`: `name<TAB>rev` of every live packument, byte order.
-pub async fn create_index(g: &Global) -> Result<(), Error> {
+pub async fn create_index(g: &Replica) -> Result<(), Error> {
     let store = open_store(g, Access::Read).await?;
     let origin = cache_origin(g, &*store).await?;
     let stdout = std::io::stdout();
@@ -481,7 +481,7 @@ const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 /// `cache validate`: sweep what interrupted writes left, then re-hash every entry; exit 1 if
 /// any is corrupt.
-pub async fn validate(g: &Global) -> Result<(), Error> {
+pub async fn validate(g: &Replica) -> Result<(), Error> {
     let store = open_store(g, Access::Read).await?;
     let origin = cache_origin(g, &*store).await?;
     let (count, bytes) = store.sweep_temporaries(STALE_TEMPORARY).await?;
@@ -537,7 +537,7 @@ pub async fn validate(g: &Global) -> Result<(), Error> {
 }
 
 /// `cache stats`: counts by status and bytes.
-pub async fn stats(g: &Global) -> Result<(), Error> {
+pub async fn stats(g: &Replica) -> Result<(), Error> {
     let store = open_store(g, Access::Read).await?;
     let origin = cache_origin(g, &*store).await?;
     let (mut ok, mut unpublished, mut deleted, mut bytes) = (0u64, 0u64, 0u64, 0u64);
@@ -569,7 +569,7 @@ pub async fn stats(g: &Global) -> Result<(), Error> {
 
 /// The change-feed checkpoint of the replication origin (the configured one, or the only one
 /// stored): how far the feed is applied and how far behind the upstream it was last seen.
-async fn follow_stats(g: &Global, store: &dyn Store) -> Result<serde_json::Value, Error> {
+async fn follow_stats(g: &Replica, store: &dyn Store) -> Result<serde_json::Value, Error> {
     let origin = match g.replicate() {
         Ok(o) => Some(o.id().to_owned()),
         Err(_) => match store.origins(Kind::Checkpoint).await?.as_slice() {
@@ -600,7 +600,7 @@ async fn follow_stats(g: &Global, store: &dyn Store) -> Result<serde_json::Value
 }
 
 /// `show NAME`: the stored metadata and document of one package.
-pub async fn show(g: &Global, name: &str) -> Result<(), Error> {
+pub async fn show(g: &Replica, name: &str) -> Result<(), Error> {
     work::validate_name(name).map_err(|e| Error::usage(e.to_string()))?;
     let store = open_store(g, Access::Read).await?;
     let key = Key::packument(&cache_origin(g, &*store).await?, name);
@@ -625,7 +625,7 @@ pub async fn show(g: &Global, name: &str) -> Result<(), Error> {
 
 /// `packument export LIST OUTDIR`: copies stored documents to `OUTDIR/<name>.json`
 /// (scoped names in a folder per scope).
-pub async fn export(g: &Global, list: &Path, outdir: &Path) -> Result<(), Error> {
+pub async fn export(g: &Replica, list: &Path, outdir: &Path) -> Result<(), Error> {
     let names = read_name_list(list)?;
     let store = open_store(g, Access::Read).await?;
     let origin = cache_origin(g, &*store).await?;

@@ -12,37 +12,52 @@ use crate::registry::client::ClientConfig;
 use crate::registry::governor::GovernorConfig;
 use crate::registry::origin::Origin;
 
-/// Flags every replication command shares.
+/// The replica and the registries it holds: the flags of every command that reads or writes
+/// the replica.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Global {
+pub struct Replica {
     /// The replica: a folder, or a bucket as gs://BUCKET[/PREFIX] (STORAGE_EMULATOR_HOST points
     /// it at an emulator).
     #[arg(
         long,
-        global = true,
         env = "ALL_DOCS_STORE",
         default_value = "./replica",
         value_name = "DIR|gs://BUCKET[/PREFIX]"
     )]
     pub store: String,
     /// Replication origin (serves `/`, `_all_docs`, `_changes`).
-    #[arg(long, global = true, env = "ALL_DOCS_REPLICATE_ORIGIN", value_name = "URL")]
+    #[arg(long, env = "ALL_DOCS_REPLICATE_ORIGIN", value_name = "URL")]
     pub replicate_origin: Option<String>,
     /// Registry origin (serves package documents) [default: `registry` of your npm config].
-    #[arg(long, global = true, env = "ALL_DOCS_REGISTRY_ORIGIN", value_name = "URL")]
+    #[arg(long, env = "ALL_DOCS_REGISTRY_ORIGIN", value_name = "URL")]
     pub registry_origin: Option<String>,
+}
+
+/// The flags of every command that talks to the upstream: the replica's, and the client's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    #[command(flatten)]
+    pub replica: Replica,
     /// Requests in flight at most.
-    #[arg(long, global = true, env = "ALL_DOCS_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, env = "ALL_DOCS_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
     /// Upper bound on requests per second to each origin [default: found by probing].
-    #[arg(long, global = true, env = "ALL_DOCS_MAX_RPS", value_name = "RPS")]
+    #[arg(long, env = "ALL_DOCS_MAX_RPS", value_name = "RPS")]
     pub max_rps: Option<f64>,
     /// Seconds an answer may go silent before the request is abandoned and tried again.
-    #[arg(long, global = true, env = "ALL_DOCS_READ_TIMEOUT", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "ALL_DOCS_READ_TIMEOUT", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub read_timeout: u64,
 }
 
-impl Global {
+/// A command that talks to the upstream reads and writes the replica too.
+impl std::ops::Deref for Global {
+    type Target = Replica;
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
+}
+
+impl Replica {
     pub fn registry(&self) -> Result<Origin, Error> {
         let (url, from) = match &self.registry_origin {
             Some(u) => (u.clone(), "--registry-origin"),
@@ -64,7 +79,9 @@ impl Global {
         })?;
         Origin::parse(url).map_err(|e| Error::usage(format!("--replicate-origin: {e}")))
     }
+}
 
+impl Global {
     /// The upstream client's settings from these flags.
     pub fn client_config(&self) -> Result<ClientConfig, Error> {
         Ok(ClientConfig {

@@ -91,13 +91,13 @@ impl Drop for Replica {
     }
 }
 
-/// `all-docs --store STORE ARGS` with no origin from the environment or an npm config.
+/// `all-docs ARGS --store STORE` with no origin from the environment or an npm config.
 fn bare(dir: &Path, inputs: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.arg("--store")
+    cmd.args(args)
+        .arg("--store")
         .arg(dir)
         .arg("-q")
-        .args(args)
         .current_dir(inputs)
         .env("HOME", inputs)
         .env_remove("ALL_DOCS_REPLICATE_ORIGIN")
@@ -255,11 +255,11 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
                 &dir,
                 &inputs,
                 &[
+                    "replicate",
                     "--replicate-origin",
                     "ftp://127.0.0.1/",
                     "--registry-origin",
                     &sim.url,
-                    "replicate",
                 ],
             ),
             2,
@@ -271,11 +271,11 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
                 &dir,
                 &inputs,
                 &[
+                    "replicate",
                     "--replicate-origin",
                     &sim.url,
                     "--registry-origin",
                     "http://u:p@127.0.0.1:9",
-                    "replicate",
                 ],
             ),
             2,
@@ -287,11 +287,11 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
                 &dir,
                 &inputs,
                 &[
+                    "replicate",
                     "--replicate-origin",
                     "http://127.0.0.1:9",
                     "--registry-origin",
                     "http://127.0.0.1:9",
-                    "replicate",
                 ],
             ),
             1,
@@ -326,13 +326,13 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
         ),
         (
             "C24",
-            all_docs(&dir, sim, &["--max-rps", "0", "replicate"]),
+            all_docs(&dir, sim, &["replicate", "--max-rps", "0"]),
             2,
             vec!["--max-rps", "positive"],
         ),
         (
             "C24",
-            all_docs(&dir, sim, &["--concurrency", "0", "replicate"]),
+            all_docs(&dir, sim, &["replicate", "--concurrency", "0"]),
             2,
             vec!["--concurrency", "1..=4096"],
         ),

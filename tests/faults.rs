@@ -12,12 +12,12 @@ mod common;
 use common::{all_docs, assert_index_is, assert_ok, assert_replica_matches, run, store, Sim};
 
 /// Replicates `packages` documents from a simulator started with `sim_extra`, passing `args`
-/// before `replicate`; asserts the replica equals the truth and returns the simulator's stats.
+/// to `replicate`; asserts the replica equals the truth and returns the simulator's stats.
 fn survives(tag: &str, packages: &str, sim_extra: &[&str], args: &[&str]) -> serde_json::Value {
     let sim = Sim::start(&["--packages", packages, "--seed", "3"], sim_extra);
     let dir = store(tag);
     let started = Instant::now();
-    let out = run(&dir, &sim, &[args, &["replicate"]].concat());
+    let out = run(&dir, &sim, &[&["replicate"], args].concat());
     assert_ok(&out, &format!("{tag}: replicate"));
     let stats = sim.stats();
     assert_replica_matches(&dir, &sim);

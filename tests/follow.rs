@@ -89,7 +89,7 @@ fn packages_deleted_while_replicate_runs_are_deletions_not_failures() {
     let one_partition = pivots.path().join("pivots.json");
     std::fs::write(&one_partition, "[null]").unwrap();
     let pivots_arg = one_partition.to_str().unwrap();
-    let out = all_docs_saying(&dir, &sim, &["--max-rps", "400", "replicate", "--pivots", pivots_arg])
+    let out = all_docs_saying(&dir, &sim, &["replicate", "--max-rps", "400", "--pivots", pivots_arg])
         .output()
         .unwrap();
     assert_ok(&out, "replicate while packages are deleted");

@@ -103,8 +103,8 @@ fn a_rate_limited_upstream_sees_no_violations_with_or_without_a_known_limit() {
     for (tag, extra) in [("known", vec!["--max-rps", "380"]), ("unknown", vec![])] {
         let dir = store(&format!("rl-{tag}"));
         sim.reset_stats();
-        let mut args = extra.clone();
-        args.push("replicate");
+        let mut args = vec!["replicate"];
+        args.extend(extra.iter().copied());
         assert_ok(&run(&dir, &sim, &args), "replicate under a rate limit");
         let stats = sim.stats();
         assert_eq!(stats["violations"], 0, "{tag}: {stats}");
@@ -166,7 +166,7 @@ fn a_transient_404_never_removes_a_stored_document() {
 fn killed_with_sigkill_then_resumed_gives_the_same_replica_for_little_extra() {
     let sim = Sim::start(&["--packages", "12000"], &["--rate-limit", "3000", "--burst", "100"]);
     let dir = store("kill9");
-    let mut child = all_docs(&dir, &sim, &["--max-rps", "3000", "replicate"])
+    let mut child = all_docs(&dir, &sim, &["replicate", "--max-rps", "3000"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -252,30 +252,30 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         (vec!["replicate"], "no replication origin"),
         (
             vec![
+                "replicate",
                 "--replicate-origin",
                 "ftp://x",
                 "--registry-origin",
                 "http://127.0.0.1:9",
-                "replicate",
             ],
             "http://",
         ),
         (
             vec![
+                "replicate",
                 "--replicate-origin",
                 "http://u:p@127.0.0.1:9",
                 "--registry-origin",
                 "http://127.0.0.1:9",
-                "replicate",
             ],
             "credentials",
         ),
     ];
     for (args, needle) in cases {
         let out = Command::new(BIN)
+            .args(&args)
             .arg("--store")
             .arg(&dir)
-            .args(&args)
             .env_remove("ALL_DOCS_REPLICATE_ORIGIN")
             .env_remove("ALL_DOCS_REGISTRY_ORIGIN")
             .env("HOME", &dir)
@@ -287,15 +287,13 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
     let pivots = dir.join("pivots.js");
     std::fs::write(&pivots, "module.exports = [null, 'b', 'a']").unwrap();
     let out = Command::new(BIN)
-        .arg("--store")
+        .args(["partition", "refresh", "--store"])
         .arg(&dir)
         .args([
             "--replicate-origin",
             "http://127.0.0.1:9",
             "--registry-origin",
             "http://127.0.0.1:9",
-            "partition",
-            "refresh",
             "--pivots",
         ])
         .arg(&pivots)

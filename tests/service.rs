@@ -286,7 +286,7 @@ async fn change_ticks_keep_the_replica_equal_to_the_truth_deletions_included() {
     })
     .await;
     let stats = std::process::Command::new(common::BIN)
-        .args(["--store", dir.as_str(), "cache", "stats"])
+        .args(["cache", "stats", "--store", dir.as_str()])
         .output()
         .unwrap();
     let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();

@@ -79,6 +79,8 @@ impl PubSubArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub global: Global,
     /// Port to listen on.
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
@@ -115,7 +117,8 @@ pub struct ServeArgs {
 }
 
 /// `serve`: the push service, until SIGTERM or Ctrl-C.
-pub async fn serve(g: &Global, args: &ServeArgs) -> Result<(), Error> {
+pub async fn serve(args: &ServeArgs) -> Result<(), Error> {
+    let g = &args.global;
     let replicate = g.replicate()?;
     let registry = g.registry()?;
     if args.request_budget == 0 || args.request_budget > 3600 {

@@ -44,18 +44,19 @@ impl Drop for TempDir {
     }
 }
 
-/// `all-docs --store STORE` with both origins at the simulator, quiet, then `args`.
+/// `all-docs ARGS` (a command and its arguments) with `--store STORE`, both origins at the
+/// simulator, and quiet.
 pub fn all_docs(store: &Path, sim: &Sim, args: &[&str]) -> Command {
-    all_docs_saying(store, sim, &[&["-q"], args].concat())
+    all_docs_saying(store, sim, &[args, &["-q"]].concat())
 }
 
 /// [`all_docs`] without `-q`: the command's summary (`done in ...`) is on stderr.
 pub fn all_docs_saying(store: &Path, sim: &Sim, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.arg("--store")
+    cmd.args(args)
+        .arg("--store")
         .arg(store)
         .args(["--replicate-origin", &sim.url, "--registry-origin", &sim.url])
-        .args(args)
         .env_remove("ALL_DOCS_MAX_RPS")
         .env_remove("ALL_DOCS_CONCURRENCY");
     cmd
