@@ -19,7 +19,8 @@
 //! - [`cli`]: the command line (clap) and dispatch; [`commands`]: what each command does;
 //!   [`config`]: flags, environment and npm config into typed settings.
 //! - [`error`]: the binary's error type and exit codes.
-//! - [`telemetry`]: logging to stderr, text or JSON.
+//! - [`telemetry`]: logs to stderr (text, or Cloud Logging JSON), and OpenTelemetry traces and
+//!   metrics over OTLP when an endpoint is configured.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 
 pub mod bench;
