@@ -1,16 +1,18 @@
-//! OpenTelemetry export over OTLP/HTTP: the tracer and meter providers, started only when an
-//! endpoint is configured, and their flush at exit.
+//! OpenTelemetry export over OTLP/HTTP (protobuf): the tracer and meter providers, started only
+//! when an endpoint is configured, and their flush at exit.
+//!
+//! Exports never run on the application's tokio runtime. The SDK's batch span processor and
+//! periodic metric reader each export from a thread of their own, outside any runtime, so the
+//! exporters use `reqwest`'s blocking client (`opentelemetry-otlp`'s `reqwest-blocking-client`
+//! feature). That client panics if it is called from inside a runtime; nothing here calls it
+//! so: recording a span or a metric only queues it, and [`Otel::shutdown`] only asks those
+//! threads to export what is left and waits for their answer. `main` drops the guard after
+//! the runtime has stopped, so the final flush still happens.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
 use super::SERVICE_NAME;
@@ -29,8 +31,6 @@ pub(super) fn start_otel(endpoint: Option<&str>) -> Result<Option<Otel>, OtelErr
 /// Why the exporters could not start.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum OtelError {
-    #[error("cannot start the OpenTelemetry export runtime: {0}")]
-    Runtime(#[source] std::io::Error),
     #[error("cannot build the OTLP {signal} exporter: {source}")]
     Exporter {
         signal: &'static str,
@@ -39,16 +39,10 @@ pub(super) enum OtelError {
     },
 }
 
-/// The providers, and the runtime their HTTP client runs on.
-///
-/// The SDK's batch span processor and periodic metric reader export from their own threads
-/// with a plain executor, but the OTLP exporter's HTTP client (async `reqwest`) needs a tokio
-/// reactor. So exports run inside a small runtime of their own ([`OnRuntime`]), which also
-/// outlives the application's runtime, so that the final flush at exit still works.
+/// The tracer and meter providers, installed as OpenTelemetry's globals.
 pub(super) struct Otel {
     pub(super) tracer: SdkTracerProvider,
     meter: SdkMeterProvider,
-    runtime: tokio::runtime::Runtime,
 }
 
 impl Otel {
@@ -56,14 +50,8 @@ impl Otel {
     /// endpoints, headers, timeout).
     fn start() -> Result<Otel, OtelError> {
         use opentelemetry_otlp::{Protocol, WithExportConfig as _};
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("otel-export")
-            .enable_all()
-            .build()
-            .map_err(OtelError::Runtime)?;
-        let handle = runtime.handle().clone();
-        let entered = runtime.enter();
+        // The exporters build their blocking HTTP client on a thread of its own, so this works
+        // from inside a runtime too (though `init` runs before there is one).
         let spans = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
@@ -83,20 +71,19 @@ impl Otel {
         let resource = Resource::builder().with_service_name(SERVICE_NAME).build();
         let tracer = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_batch_exporter(OnRuntime::new(spans, handle.clone()))
+            .with_batch_exporter(spans)
             .build();
-        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(OnRuntime::new(metrics, handle)).build();
         let meter = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_reader(reader)
+            .with_reader(PeriodicReader::builder(metrics).build())
             .build();
         opentelemetry::global::set_meter_provider(meter.clone());
         opentelemetry::global::set_tracer_provider(tracer.clone());
-        drop(entered);
-        Ok(Otel { tracer, meter, runtime })
+        Ok(Otel { tracer, meter })
     }
 
-    /// Flushes and stops both providers, then the export runtime.
+    /// Exports what is buffered and stops both providers, waiting at most [`SHUTDOWN_TIMEOUT`]
+    /// for each.
     pub(super) fn shutdown(self) {
         if let Err(e) = self.tracer.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
             tracing::warn!(error = %e, "OpenTelemetry: flushing traces at exit failed");
@@ -104,84 +91,5 @@ impl Otel {
         if let Err(e) = self.meter.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
             tracing::warn!(error = %e, "OpenTelemetry: flushing metrics at exit failed");
         }
-        // The providers have stopped exporting; nothing is left to wait for.
-        self.runtime.shutdown_background();
-    }
-}
-
-/// An exporter whose exports run inside a tokio runtime, whoever polls them.
-#[derive(Debug)]
-struct OnRuntime<E> {
-    inner: E,
-    handle: tokio::runtime::Handle,
-}
-
-impl<E> OnRuntime<E> {
-    fn new(inner: E, handle: tokio::runtime::Handle) -> OnRuntime<E> {
-        OnRuntime { inner, handle }
-    }
-
-    fn run<F: Future>(&self, fut: F) -> InRuntime<F> {
-        InRuntime {
-            handle: self.handle.clone(),
-            fut: Box::pin(fut),
-        }
-    }
-}
-
-/// Enters the runtime for every poll: the I/O and timers the future registers then belong to
-/// that runtime, whose worker drives them and wakes this future's waker.
-struct InRuntime<F> {
-    handle: tokio::runtime::Handle,
-    fut: Pin<Box<F>>,
-}
-
-impl<F: Future> Future for InRuntime<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        let _entered = this.handle.enter();
-        this.fut.as_mut().poll(cx)
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for OnRuntime<E> {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        self.run(self.inner.export(batch))
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let _entered = self.handle.enter();
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        let _entered = self.handle.enter();
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-impl<E: PushMetricExporter> PushMetricExporter for OnRuntime<E> {
-    fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
-        self.run(self.inner.export(metrics))
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        let _entered = self.handle.enter();
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let _entered = self.handle.enter();
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn temporality(&self) -> Temporality {
-        self.inner.temporality()
     }
 }
