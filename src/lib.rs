@@ -19,11 +19,12 @@
 //! - [`queue`]: where work runs: the local runner and its progress display.
 //! - [`store`]: the `Store` trait (streaming bodies, verified reads) and its drivers: local
 //!   files (atomic, the default) and memory (tests). Only this module touches stored data.
-//! - [`bench`]: `all-docs bench`, the benchmark scenarios behind BENCHMARKS.md.
+//! - [`bench`](mod@bench): `all-docs bench`, the benchmark scenarios behind BENCHMARKS.md.
 //! - [`cli`]: the command line (clap) and dispatch; [`commands`]: what each command does;
 //!   [`config`]: flags, environment and npm config into typed settings.
 //! - [`error`]: the binary's error type and exit codes.
-//! - [`telemetry`]: logging to stderr, text or JSON.
+//! - [`telemetry`]: logs to stderr (text, or Cloud Logging JSON), and OpenTelemetry traces and
+//!   metrics over OTLP when an endpoint is configured.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 
 pub mod bench;
