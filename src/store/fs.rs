@@ -36,7 +36,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{verified, BodyStream, Entry, Expect, Hasher, Listed, Meta, Store, StoreError};
+use super::{read_head, verified, BodyStream, Entry, Expect, Hasher, Head, Listed, Meta, Store, StoreError};
 use crate::keys::{hex, Key, Kind};
 
 /// Bodies up to this size are hashed in memory before the entry is written.
@@ -213,6 +213,36 @@ fn is_temporary(name: &str) -> bool {
     }
 }
 
+/// Writes `head`, then `chunk` and the rest of `body` (hashing those into `hasher`), to a new
+/// scratch file at `spath`.
+async fn spill(
+    key: &Key,
+    spath: &Path,
+    head: &[u8],
+    chunk: Bytes,
+    body: &mut BodyStream,
+    hasher: &mut Hasher,
+) -> Result<(), StoreError> {
+    let written = |e| io_err("cannot write", spath)(e);
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(spath)
+        .await
+        .map_err(io_err("cannot create", spath))?;
+    f.write_all(head).await.map_err(written)?;
+    let mut next = Some(chunk);
+    while let Some(chunk) = next {
+        hasher.update(&chunk);
+        f.write_all(&chunk).await.map_err(written)?;
+        next = body.next().await.transpose().map_err(|source| StoreError::Body {
+            key: key.to_string(),
+            source,
+        })?;
+    }
+    f.flush().await.map_err(written)
+}
+
 /// A unique temporary path beside `path`: `.{name}.{pid}.{n}.{tag}`, with `name` the start of
 /// the entry's file name (at most [`TEMP_NAME_MAX`] bytes, so the whole stays a legal file
 /// name whatever the entry's length).
@@ -301,75 +331,25 @@ impl Store for FsStore {
             .unwrap_or_else(|| self.root.clone());
         let mkdir = dir.clone();
         blocking(move || create_dir_durably(&mkdir).map_err(io_err("cannot create folder", &mkdir))).await?;
-        let body_err = |source| StoreError::Body {
-            key: key.to_string(),
-            source,
-        };
-
-        // Read up to INLINE_MAX into memory; spill the rest to a scratch file.
-        let mut hasher = Hasher::default();
-        let mut inline = Vec::new();
-        let mut spill: Option<(PathBuf, tokio::fs::File)> = None;
-        let mut result = Ok(());
-        while let Some(chunk) = body.next().await {
-            let chunk: Bytes = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    result = Err(body_err(e));
-                    break;
-                }
-            };
-            hasher.update(&chunk);
-            if let Some((spath, f)) = spill.as_mut() {
-                if let Err(e) = f.write_all(&chunk).await {
-                    result = Err(io_err("cannot write", spath)(e));
-                    break;
-                }
-            } else if inline.len() + chunk.len() <= INLINE_MAX {
-                inline.extend_from_slice(&chunk);
-            } else {
-                let spath = temp_beside(&path, "spill");
-                let opened = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&spath)
-                    .await;
-                let mut f = match opened {
-                    Ok(f) => f,
-                    Err(e) => {
-                        result = Err(io_err("cannot create", &spath)(e));
-                        break;
-                    }
-                };
-                let written = async {
-                    f.write_all(&inline).await?;
-                    f.write_all(&chunk).await?;
-                    f.flush().await
-                }
-                .await;
-                inline = Vec::new();
-                spill = Some((spath.clone(), f));
-                if let Err(e) = written {
-                    result = Err(io_err("cannot write", &spath)(e));
-                    break;
-                }
-            }
-        }
-        let spill_path = match spill {
-            Some((p, mut f)) => {
-                if let Err(e) = f.flush().await {
-                    result = result.and(Err(io_err("cannot write", &p)(e)));
-                }
-                Some(p)
-            }
+        // Read up to INLINE_MAX into memory; spill a longer body to a scratch file.
+        let Head {
+            mut hasher,
+            bytes: mut inline,
+            overflow,
+        } = read_head(key, &mut body, INLINE_MAX).await?;
+        let spill_path = match overflow {
             None => None,
-        };
-        if let Err(e) = result {
-            if let Some(p) = &spill_path {
-                let _ = tokio::fs::remove_file(p).await;
+            Some(chunk) => {
+                let spath = temp_beside(&path, "spill");
+                let spilled = spill(key, &spath, &inline, chunk, &mut body, &mut hasher).await;
+                if let Err(e) = spilled {
+                    let _ = tokio::fs::remove_file(&spath).await;
+                    return Err(e);
+                }
+                inline = Vec::new();
+                Some(spath)
             }
-            return Err(e);
-        }
+        };
 
         meta.seal(hasher, amend);
         meta.version = Some(super::content_version(&meta));

@@ -38,7 +38,7 @@ use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::objects::Object;
 use parking_lot::Mutex;
 
-use super::{verified, BodyStream, Entry, Expect, Hasher, Listed, Meta, Status, Store, StoreError};
+use super::{read_head, verified, BodyStream, Entry, Expect, Hasher, Head, Listed, Meta, Status, Store, StoreError};
 use crate::keys::{Key, Kind};
 
 /// Bodies up to this size go up in one request with their metadata.
@@ -333,24 +333,19 @@ impl Store for GcsStore {
         amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
         expect: &Expect,
     ) -> Result<Meta, StoreError> {
-        let mut hasher = Hasher::default();
-        let mut inline = Vec::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| StoreError::Body {
-                key: key.to_string(),
-                source,
-            })?;
-            hasher.update(&chunk);
+        let Head {
+            hasher,
+            bytes: mut inline,
+            overflow,
+        } = read_head(key, &mut body, INLINE_MAX).await?;
+        if let Some(chunk) = overflow {
+            // Too large for one request: the large path hashes it all again as it streams.
             inline.extend_from_slice(&chunk);
-            if inline.len() > INLINE_MAX {
-                let finish = |h: Hasher| {
-                    meta.seal(h, amend);
-                    meta
-                };
-                return self
-                    .upload_large(key, std::mem::take(&mut inline), body, finish, expect)
-                    .await;
-            }
+            let finish = |h: Hasher| {
+                meta.seal(h, amend);
+                meta
+            };
+            return self.upload_large(key, inline, body, finish, expect).await;
         }
         meta.seal(hasher, amend);
         let object = self.upload_inline(key, &meta, inline, expect).await?;

@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use parking_lot::RwLock;
 
-use super::{body_from, verified, BodyStream, Entry, Expect, Hasher, Listed, Meta, Store, StoreError};
+use super::{body_from, read_head, verified, BodyStream, Entry, Expect, Head, Listed, Meta, Store, StoreError};
 use crate::keys::{Key, Kind};
 
 #[derive(Debug, Default)]
@@ -42,16 +41,7 @@ impl Store for MemoryStore {
         amend: &(dyn for<'m> Fn(&'m mut Meta) + Sync),
         expect: &Expect,
     ) -> Result<Meta, StoreError> {
-        let mut buf = Vec::new();
-        let mut hasher = Hasher::default();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| StoreError::Body {
-                key: key.to_string(),
-                source,
-            })?;
-            hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
-        }
+        let Head { hasher, bytes: buf, .. } = read_head(key, &mut body, usize::MAX).await?;
         meta.seal(hasher, amend);
         meta.version = Some(super::content_version(&meta));
         let mut entries = self.entries.write();

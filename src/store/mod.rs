@@ -417,6 +417,40 @@ impl Stream for Verified {
     }
 }
 
+/// The start of a body, read into memory: what every driver does first.
+pub(crate) struct Head {
+    /// The hash of `bytes`.
+    pub hasher: Hasher,
+    pub bytes: Vec<u8>,
+    /// The chunk that would have taken `bytes` past the limit (neither kept nor hashed), when
+    /// the body is longer than that; the rest of the body is still in the stream.
+    pub overflow: Option<Bytes>,
+}
+
+/// Reads `body` into memory up to `max` bytes (see [`Head`]); a failing body is
+/// [`StoreError::Body`].
+pub(crate) async fn read_head(key: &Key, body: &mut BodyStream, max: usize) -> Result<Head, StoreError> {
+    use futures_util::StreamExt as _;
+    let mut head = Head {
+        hasher: Hasher::default(),
+        bytes: Vec::new(),
+        overflow: None,
+    };
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|source| StoreError::Body {
+            key: key.to_string(),
+            source,
+        })?;
+        if head.bytes.len() + chunk.len() > max {
+            head.overflow = Some(chunk);
+            break;
+        }
+        head.hasher.update(&chunk);
+        head.bytes.extend_from_slice(&chunk);
+    }
+    Ok(head)
+}
+
 /// A body from bytes already in memory.
 pub fn body_from(bytes: impl Into<Bytes>) -> BodyStream {
     let bytes = bytes.into();
