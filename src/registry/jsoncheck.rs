@@ -65,9 +65,9 @@ enum NumState {
 }
 
 /// Bytes of a top-level key or value kept for [`Summary`]; longer ones are not captured.
-const CAPTURE_MAX: usize = 256;
+pub const CAPTURE_MAX: usize = 256;
 /// Nesting deeper than this is refused (a stack-exhaustion guard for hostile input).
-const MAX_DEPTH: usize = 4_096;
+pub const MAX_DEPTH: usize = 4_096;
 
 #[derive(Debug, Clone)]
 pub struct JsonCheck {
