@@ -2,8 +2,16 @@
 //!
 //! A 100 MB packument must be checked as it streams into the store, never held whole, so this
 //! validates JSON syntax (RFC 8259) byte by byte with a small stack, and on the way picks out
-//! what the store's metadata needs from the top level: `_rev`, and whether `time.unpublished`
-//! exists (the upstream's stub for an unpublished package). No I/O, no allocation per byte.
+//! what the store's metadata needs from the top level: `_rev`, `name`, and whether
+//! `time.unpublished` exists (the upstream's stub for an unpublished package). No I/O, no
+//! allocation per byte.
+//!
+//! What "valid" means, where RFC 8259 leaves room (`fuzz/checks.rs` holds the validator to
+//! this against serde_json):
+//! - The text must be UTF-8 (§8.1): an invalid or overlong sequence, or an encoded surrogate, is
+//!   refused, since such a body is corrupt rather than a document the upstream meant.
+//! - Numbers are checked for syntax only; how large they may be is the reader's business (§6).
+//! - Nesting deeper than [`MAX_DEPTH`] is refused, to bound the stack.
 
 /// What the validator learned about a complete document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,8 +49,7 @@ enum State {
     ValueOrEnd,
     Str {
         key: bool,
-        escape: bool,
-        unicode: u8,
+        part: StrPart,
     },
     Number(NumState),
     Literal {
@@ -50,6 +57,20 @@ enum State {
     },
     /// The top-level value is complete; only whitespace may follow.
     Done,
+}
+
+/// Where inside a string the last byte left us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StrPart {
+    /// Between characters.
+    Plain,
+    /// After `\`.
+    Escape,
+    /// Inside `\uXXXX`, this many hex digits to go.
+    Hex(u8),
+    /// Inside a multi-byte UTF-8 character: this many continuation bytes to go, the next one
+    /// in `lo..=hi`.
+    Utf8 { left: u8, lo: u8, hi: u8 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,15 +135,10 @@ impl JsonCheck {
             // Fast path: plain string content (most of a packument) up to the next byte that
             // matters, captured in bulk when the summary needs it.
             if let State::Str {
-                escape: false,
-                unicode: 0,
-                ..
+                part: StrPart::Plain, ..
             } = self.state
             {
-                let run = chunk[i..]
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                    .unwrap_or(chunk.len() - i);
+                let run = plain_run(&chunk[i..]);
                 if run > 0 {
                     if self.depth() <= 2 && !self.capture_overflow {
                         let room = CAPTURE_MAX.saturating_sub(self.capture.len());
@@ -197,6 +213,15 @@ impl JsonCheck {
         };
     }
 
+    fn start_string(&mut self, key: bool) {
+        self.capture.clear();
+        self.capture_overflow = false;
+        self.state = State::Str {
+            key,
+            part: StrPart::Plain,
+        };
+    }
+
     fn start_value(&mut self, b: u8) -> Result<(), &'static str> {
         match b {
             b'{' => {
@@ -207,15 +232,7 @@ impl JsonCheck {
                 self.push(b'[')?;
                 self.state = State::ValueOrEnd;
             }
-            b'"' => {
-                self.capture.clear();
-                self.capture_overflow = false;
-                self.state = State::Str {
-                    key: false,
-                    escape: false,
-                    unicode: 0,
-                };
-            }
+            b'"' => self.start_string(false),
             b'-' => self.state = State::Number(NumState::Minus),
             b'0' => self.state = State::Number(NumState::Zero),
             b'1'..=b'9' => self.state = State::Number(NumState::Int),
@@ -279,59 +296,7 @@ impl JsonCheck {
     fn byte(&mut self, b: u8) -> Result<(), &'static str> {
         let ws = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
         match self.state {
-            State::Str { key, escape, unicode } => {
-                if unicode > 0 {
-                    if !b.is_ascii_hexdigit() {
-                        return Err("bad \\u escape");
-                    }
-                    self.state = State::Str {
-                        key,
-                        escape: false,
-                        unicode: unicode - 1,
-                    };
-                } else if escape {
-                    match b {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
-                            // Keep captured text readable for plain escapes.
-                            let c = match b {
-                                b'n' => b'\n',
-                                b't' => b'\t',
-                                b'r' => b'\r',
-                                b'b' => 8,
-                                b'f' => 12,
-                                other => other,
-                            };
-                            self.capture_byte(c);
-                            self.state = State::Str {
-                                key,
-                                escape: false,
-                                unicode: 0,
-                            };
-                        }
-                        b'u' => {
-                            self.capture_overflow = true; // not decoded; such values are not captured
-                            self.state = State::Str {
-                                key,
-                                escape: false,
-                                unicode: 4,
-                            };
-                        }
-                        _ => return Err("bad escape"),
-                    }
-                } else if b == b'"' {
-                    self.end_string(key);
-                } else if b == b'\\' {
-                    self.state = State::Str {
-                        key,
-                        escape: true,
-                        unicode: 0,
-                    };
-                } else if b < 0x20 {
-                    return Err("control character in string");
-                } else {
-                    self.capture_byte(b);
-                }
-            }
+            State::Str { key, part } => self.string_byte(key, part, b)?,
             State::Number(n) => {
                 use NumState::*;
                 let next = match (n, b) {
@@ -373,13 +338,7 @@ impl JsonCheck {
                 if b != b'"' {
                     return Err("expected a string key");
                 }
-                self.capture.clear();
-                self.capture_overflow = false;
-                self.state = State::Str {
-                    key: true,
-                    escape: false,
-                    unicode: 0,
-                };
+                self.start_string(true);
             }
             State::Colon => {
                 if b != b':' {
@@ -398,6 +357,75 @@ impl JsonCheck {
         Ok(())
     }
 
+    /// One byte inside a string, one at a time: what the fast path in [`JsonCheck::feed`] left,
+    /// i.e. quotes, escapes, control characters and UTF-8 split by a chunk's end or invalid.
+    fn string_byte(&mut self, key: bool, part: StrPart, b: u8) -> Result<(), &'static str> {
+        let mut next = StrPart::Plain;
+        match part {
+            StrPart::Plain => match b {
+                b'"' => {
+                    self.end_string(key);
+                    return Ok(());
+                }
+                b'\\' => next = StrPart::Escape,
+                0..=0x1f => return Err("control character in string"),
+                0x20..=0x7f => {
+                    self.capture_byte(b);
+                }
+                _ => {
+                    let Some((left, lo, hi)) = utf8_lead(b) else {
+                        return Err("invalid UTF-8");
+                    };
+                    self.capture_byte(b);
+                    next = StrPart::Utf8 { left, lo, hi };
+                }
+            },
+            StrPart::Utf8 { left, lo, hi } => {
+                if !(lo..=hi).contains(&b) {
+                    return Err("invalid UTF-8");
+                }
+                self.capture_byte(b);
+                if left > 1 {
+                    next = StrPart::Utf8 {
+                        left: left - 1,
+                        lo: 0x80,
+                        hi: 0xbf,
+                    };
+                }
+            }
+            StrPart::Escape => {
+                let c = match b {
+                    b'u' => {
+                        self.capture_overflow = true; // not decoded; such values are not captured
+                        next = StrPart::Hex(4);
+                        None
+                    }
+                    b'"' | b'\\' | b'/' => Some(b),
+                    b'b' => Some(8),
+                    b'f' => Some(12),
+                    b'n' => Some(b'\n'),
+                    b'r' => Some(b'\r'),
+                    b't' => Some(b'\t'),
+                    _ => return Err("bad escape"),
+                };
+                if let Some(c) = c {
+                    // Keep captured text readable for plain escapes.
+                    self.capture_byte(c);
+                }
+            }
+            StrPart::Hex(left) => {
+                if !b.is_ascii_hexdigit() {
+                    return Err("bad \\u escape");
+                }
+                if left > 1 {
+                    next = StrPart::Hex(left - 1);
+                }
+            }
+        }
+        self.state = State::Str { key, part: next };
+        Ok(())
+    }
+
     fn capture_byte(&mut self, b: u8) {
         if self.depth() <= 2 && !self.capture_overflow {
             if self.capture.len() < CAPTURE_MAX {
@@ -407,6 +435,47 @@ impl JsonCheck {
             }
         }
     }
+}
+
+/// For a UTF-8 lead byte: how many continuation bytes follow, and the range the first of them
+/// must be in (Unicode's table of well-formed sequences, which rules out overlong forms,
+/// encoded surrogates and anything past U+10FFFF); `None` for a byte that cannot start one.
+fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
+    Some(match b {
+        0xc2..=0xdf => (1, 0x80, 0xbf),
+        0xe0 => (2, 0xa0, 0xbf),
+        0xe1..=0xec | 0xee..=0xef => (2, 0x80, 0xbf),
+        0xed => (2, 0x80, 0x9f),
+        0xf0 => (3, 0x90, 0xbf),
+        0xf1..=0xf3 => (3, 0x80, 0xbf),
+        0xf4 => (3, 0x80, 0x8f),
+        _ => return None,
+    })
+}
+
+/// How many bytes at the start of `bytes` are plain string content: no quote, backslash or
+/// control character, and only whole, well-formed UTF-8 characters. Whatever ends the run,
+/// including a character cut by the chunk's end, is left to [`JsonCheck::string_byte`].
+fn plain_run(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' | b'\\' | 0..=0x1f => break,
+            0x20..=0x7f => i += 1,
+            _ => {
+                let Some((left, lo, hi)) = utf8_lead(b) else { break };
+                let Some(tail) = bytes.get(i + 1..i + 1 + usize::from(left)) else {
+                    break;
+                };
+                let first_ok = (lo..=hi).contains(&tail[0]);
+                if !first_ok || !tail[1..].iter().all(|&c| (0x80..=0xbf).contains(&c)) {
+                    break;
+                }
+                i += 1 + usize::from(left);
+            }
+        }
+    }
+    i
 }
 
 #[cfg(test)]
@@ -486,6 +555,43 @@ mod tests {
             let mut bad = body[..body.len() / 2].to_vec();
             bad.extend_from_slice(b"<html>502</html>");
             assert!(check_in_chunks(&bad, 4_096).is_err(), "spliced");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_string_is_refused() {
+        // Found by the json_check fuzz target (fuzz/regressions/json_check/invalid-utf8-in-string):
+        // any byte above 0x7f passed inside a string, so a corrupt body could be stored as JSON.
+        let found = b"{\"\":\"r\xfe}\"}";
+        let refused = JsonError {
+            offset: 6,
+            msg: "invalid UTF-8",
+        };
+        assert_eq!(check_in_chunks(found, 1), Err(refused.clone()));
+        assert_eq!(check_in_chunks(found, 64), Err(refused));
+        let bad: &[&[u8]] = &[
+            b"\"\xc3\"",             // cut short
+            b"\"\x80\"",             // a continuation byte alone
+            b"\"\xc0\xaf\"",         // overlong '/'
+            b"\"\xe0\x80\xaf\"",     // overlong '/'
+            b"\"\xed\xa0\x80\"",     // an encoded surrogate
+            b"\"\xf4\x90\x80\x80\"", // past U+10FFFF
+            b"\"\xf8\x88\x80\x80\x80\"",
+        ];
+        for doc in bad {
+            assert!(serde_json::from_slice::<serde_json::Value>(doc).is_err());
+            for chunk in [1, 2, 3, 64] {
+                assert!(check_in_chunks(doc, chunk).is_err(), "{doc:?} in {chunk}-byte chunks");
+            }
+        }
+        let good = "{\"name\":\"caf\u{e9} \u{65e5}\u{672c} \u{1f600} \u{7ff}\u{800}\u{ffff}\u{10000}\u{10ffff}\"}";
+        for chunk in [1, 2, 3, 5, 64] {
+            let s = check_in_chunks(good.as_bytes(), chunk).unwrap();
+            assert_eq!(
+                s.name.as_deref(),
+                Some(&good[9..good.len() - 2]),
+                "in {chunk}-byte chunks"
+            );
         }
     }
 
