@@ -12,15 +12,17 @@
 //!   refused, since such a body is corrupt rather than a document the upstream meant.
 //! - Numbers are checked for syntax only; how large they may be is the reader's business (§6).
 //! - Nesting deeper than [`MAX_DEPTH`] is refused, to bound the stack.
+//! - With duplicate keys, the last occurrence of a top-level `_rev`, `name` or `time` is the one
+//!   the summary reports, as serde_json's `Value` and JavaScript's `JSON.parse` keep the last.
 
 /// What the validator learned about a complete document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// The top-level `_rev`, if it is a string.
+    /// The top-level `_rev`, if it is a string of at most [`CAPTURE_MAX`] bytes.
     pub rev: Option<String>,
-    /// The top-level `name`, if it is a string.
+    /// The top-level `name`, if it is a string of at most [`CAPTURE_MAX`] bytes.
     pub name: Option<String>,
-    /// `time.unpublished` is present.
+    /// The top-level `time` is an object with an `unpublished` key.
     pub unpublished: bool,
     /// The top-level value is an object.
     pub is_object: bool,
@@ -272,6 +274,15 @@ impl JsonCheck {
                 slot.clear();
                 if let Some(t) = text {
                     slot.extend_from_slice(t);
+                }
+            }
+            if depth == 1 {
+                // A repeated key replaces what its earlier occurrence said: the last one counts.
+                match self.key1.as_slice() {
+                    b"_rev" => self.summary.rev = None,
+                    b"name" => self.summary.name = None,
+                    b"time" => self.summary.unpublished = false,
+                    _ => {}
                 }
             }
             if depth == 2 && self.key1 == b"time" && self.key2 == b"unpublished" {
@@ -593,6 +604,20 @@ mod tests {
                 "in {chunk}-byte chunks"
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_top_level_key_counts_by_its_last_occurrence() {
+        // Found by the json_check fuzz target (fuzz/regressions/json_check/repeated-name): a
+        // second `name` too long to capture left the first one in the summary, where serde_json
+        // (and JSON.parse) read the second.
+        let found = format!(r#"{{"name":"nnn","name":"{}"}}"#, "n".repeat(CAPTURE_MAX + 1));
+        assert_eq!(check_in_chunks(found.as_bytes(), 7).unwrap().name, None);
+        let doc = br#"{"_rev":"1-a","name":"x","_rev":2,"time":{"unpublished":{}},"name":"y","time":{}}"#;
+        let s = check_in_chunks(doc, 3).unwrap();
+        assert_eq!((s.rev, s.name.as_deref(), s.unpublished), (None, Some("y"), false));
+        let s = check_in_chunks(br#"{"time":[],"time":{"unpublished":1,"unpublished":2}}"#, 3).unwrap();
+        assert!(s.unpublished);
     }
 
     #[test]
