@@ -10,6 +10,9 @@
 //! this against serde_json):
 //! - The text must be UTF-8 (§8.1): an invalid or overlong sequence, or an encoded surrogate, is
 //!   refused, since such a body is corrupt rather than a document the upstream meant.
+//! - A `\u` escape of an unpaired UTF-16 surrogate is accepted: §8.2's grammar allows it and
+//!   JavaScript's `JSON.parse` reads it, so refusing it would lose a package the upstream
+//!   serves. serde_json's `Value` refuses it; the summary reads it as U+FFFD.
 //! - Numbers are checked for syntax only; how large they may be is the reader's business (§6).
 //! - Nesting deeper than [`MAX_DEPTH`] is refused, to bound the stack.
 //! - With duplicate keys, the last occurrence of a top-level `_rev`, `name` or `time` is the one
@@ -18,9 +21,9 @@
 /// What the validator learned about a complete document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// The top-level `_rev`, if it is a string of at most [`CAPTURE_MAX`] bytes.
+    /// The top-level `_rev`, if it is a string of at most [`CAPTURE_MAX`] bytes (decoded).
     pub rev: Option<String>,
-    /// The top-level `name`, if it is a string of at most [`CAPTURE_MAX`] bytes.
+    /// The top-level `name`, if it is a string of at most [`CAPTURE_MAX`] bytes (decoded).
     pub name: Option<String>,
     /// The top-level `time` is an object with an `unpublished` key.
     pub unpublished: bool,
@@ -100,8 +103,12 @@ pub struct JsonCheck {
     /// The last key seen at depth 1 and, inside top-level `time`, at depth 2.
     key1: Vec<u8>,
     key2: Vec<u8>,
+    /// The current string at depth 1 or 2, decoded, unless it outgrew [`CAPTURE_MAX`].
     capture: Vec<u8>,
     capture_overflow: bool,
+    /// The `\uXXXX` escape being read, and a high surrogate waiting for its low half.
+    unit: u16,
+    high: Option<u16>,
     summary: Summary,
     error: Option<JsonError>,
 }
@@ -116,6 +123,8 @@ impl Default for JsonCheck {
             key2: Vec::new(),
             capture: Vec::new(),
             capture_overflow: false,
+            unit: 0,
+            high: None,
             summary: Summary::default(),
             error: None,
         }
@@ -142,6 +151,7 @@ impl JsonCheck {
             {
                 let run = plain_run(&chunk[i..]);
                 if run > 0 {
+                    self.end_surrogate();
                     if self.depth() <= 2 && !self.capture_overflow {
                         let room = CAPTURE_MAX.saturating_sub(self.capture.len());
                         if run <= room {
@@ -256,6 +266,7 @@ impl JsonCheck {
     }
 
     fn end_string(&mut self, key: bool) {
+        self.end_surrogate();
         let depth = self.depth();
         let text = if self.capture_overflow {
             None
@@ -293,6 +304,7 @@ impl JsonCheck {
         }
         if depth == 1 {
             if let Some(t) = text {
+                // Valid UTF-8 by now: the bytes were checked and escapes decoded.
                 let value = String::from_utf8_lossy(t).into_owned();
                 match self.key1.as_slice() {
                     b"_rev" => self.summary.rev = Some(value),
@@ -381,12 +393,14 @@ impl JsonCheck {
                 b'\\' => next = StrPart::Escape,
                 0..=0x1f => return Err("control character in string"),
                 0x20..=0x7f => {
+                    self.end_surrogate();
                     self.capture_byte(b);
                 }
                 _ => {
                     let Some((left, lo, hi)) = utf8_lead(b) else {
                         return Err("invalid UTF-8");
                     };
+                    self.end_surrogate();
                     self.capture_byte(b);
                     next = StrPart::Utf8 { left, lo, hi };
                 }
@@ -407,7 +421,7 @@ impl JsonCheck {
             StrPart::Escape => {
                 let c = match b {
                     b'u' => {
-                        self.capture_overflow = true; // not decoded; such values are not captured
+                        self.unit = 0;
                         next = StrPart::Hex(4);
                         None
                     }
@@ -420,21 +434,60 @@ impl JsonCheck {
                     _ => return Err("bad escape"),
                 };
                 if let Some(c) = c {
-                    // Keep captured text readable for plain escapes.
+                    self.end_surrogate();
                     self.capture_byte(c);
                 }
             }
             StrPart::Hex(left) => {
-                if !b.is_ascii_hexdigit() {
+                let Some(digit) = (b as char).to_digit(16) else {
                     return Err("bad \\u escape");
-                }
+                };
+                // Four hex digits: `digit` < 16 and `unit` < 0x1000 before the shift.
+                self.unit = (self.unit << 4) | digit as u16;
                 if left > 1 {
                     next = StrPart::Hex(left - 1);
+                } else {
+                    self.unicode_escape(self.unit);
                 }
             }
         }
         self.state = State::Str { key, part: next };
         Ok(())
+    }
+
+    /// A complete `\uXXXX`: a UTF-16 code unit, paired with the one before or after it when
+    /// they are the two halves of a surrogate pair. An unpaired half is U+FFFD in the capture,
+    /// as `String::from_utf16_lossy` would have it.
+    fn unicode_escape(&mut self, unit: u16) {
+        let c = match (self.high.take(), unit) {
+            (Some(high), 0xdc00..=0xdfff) => {
+                char::from_u32(0x1_0000 + ((u32::from(high) - 0xd800) << 10) + (u32::from(unit) - 0xdc00))
+            }
+            (high, _) => {
+                if high.is_some() {
+                    self.capture_char(char::REPLACEMENT_CHARACTER);
+                }
+                if (0xd800..0xdc00).contains(&unit) {
+                    self.high = Some(unit);
+                    return;
+                }
+                char::from_u32(u32::from(unit))
+            }
+        };
+        self.capture_char(c.unwrap_or(char::REPLACEMENT_CHARACTER));
+    }
+
+    /// Anything but a `\u` escape follows a high surrogate: it stays unpaired.
+    fn end_surrogate(&mut self) {
+        if self.high.take().is_some() {
+            self.capture_char(char::REPLACEMENT_CHARACTER);
+        }
+    }
+
+    fn capture_char(&mut self, c: char) {
+        for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+            self.capture_byte(b);
+        }
     }
 
     fn capture_byte(&mut self, b: u8) {
@@ -618,6 +671,44 @@ mod tests {
         assert_eq!((s.rev, s.name.as_deref(), s.unpublished), (None, Some("y"), false));
         let s = check_in_chunks(br#"{"time":[],"time":{"unpublished":1,"unpublished":2}}"#, 3).unwrap();
         assert!(s.unpublished);
+    }
+
+    #[test]
+    fn escaped_characters_are_decoded_in_what_the_summary_reads() {
+        // Found by the json_check fuzz target (fuzz/regressions/json_check/escaped-rev): a `\u`
+        // escape made a value uncapturable, so `{"_rev":"\uFFFF"}` had no `_rev`, and a key
+        // written with one (`"_r\u0065v"`) was not recognised.
+        let found = br#"{"_rev":"\uFFFF"}"#;
+        assert_eq!(check_in_chunks(found, 1).unwrap().rev.as_deref(), Some("\u{ffff}"));
+        let doc = br#"{"_r\u0065v":"1-\u00e9\ud83d\ude00","n\u0061me":"\"\\\/\b\f\n\r\t\u0000","\u0074ime":{"unpublished\u0000":1,"\u0075npublished":2}}"#;
+        for chunk in [1, 2, 5, 64] {
+            let s = check_in_chunks(doc, chunk).unwrap();
+            assert_eq!(s.rev.as_deref(), Some("1-\u{e9}\u{1f600}"));
+            assert_eq!(s.name.as_deref(), Some("\"\\/\u{8}\u{c}\n\r\t\0"));
+            assert!(s.unpublished);
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_accepted_and_read_as_replacement_characters() {
+        // RFC 8259 §8.2 allows them and JSON.parse reads them; serde_json's Value refuses them,
+        // a deliberate difference (see the module doc and fuzz/checks.rs).
+        let cases = [
+            (r#""\ud800""#, "\u{fffd}"),
+            (r#""\udc00x""#, "\u{fffd}x"),
+            (r#""\ud800\ud800\udc00""#, "\u{fffd}\u{10000}"),
+            (r#""\ud800\n""#, "\u{fffd}\n"),
+            (r#""\ud800\u0041""#, "\u{fffd}A"),
+            (r#""\ud800é""#, "\u{fffd}\u{e9}"),
+        ];
+        for (text, read) in cases {
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_err(), "{text}");
+            let doc = format!(r#"{{"name":{text}}}"#);
+            for chunk in [1, 3, 64] {
+                let s = check_in_chunks(doc.as_bytes(), chunk).unwrap();
+                assert_eq!(s.name.as_deref(), Some(read), "{text} in {chunk}-byte chunks");
+            }
+        }
     }
 
     #[test]
