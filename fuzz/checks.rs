@@ -4,11 +4,12 @@
 //! Every function takes arbitrary bytes and must never panic except through an assertion here:
 //! a parser either refuses its input with an error or returns a value that keeps the parser's
 //! promises (sorted pivots, round-tripping items and keys, rows inside the range, increasing
-//! sequence numbers).
+//! sequence numbers, the same verdict as serde_json on a JSON text).
 #![allow(dead_code)]
 
 use all_docs::keys::{self, Key};
 use all_docs::pivots;
+use all_docs::registry::jsoncheck::{self, JsonCheck, JsonError, Summary};
 use all_docs::registry::origin::Origin;
 use all_docs::registry::{alldocs, changes};
 use all_docs::service::envelope;
@@ -151,4 +152,154 @@ pub fn changes_page(data: &[u8]) {
         previous = row.seq;
     }
     assert!(page.last_seq >= previous, "last_seq behind the rows");
+}
+
+/// The streaming JSON validator against serde_json: fed whole, byte by byte, or in chunks whose
+/// sizes come from the input (empty ones too), it gives one answer; it accepts exactly the JSON
+/// texts of RFC 8259; and what it picks out of an accepted top level is what serde_json reads.
+///
+/// The oracle for "is this JSON" is serde_json's syntax-only path (`IgnoredAny`, which keeps no
+/// stack, so has no recursion limit, and reads numbers without converting them) plus UTF-8
+/// (RFC 8259 §8.1). A `Value` refuses more, and each extra refusal is a deliberate difference
+/// the validator keeps, asserted here to be one of:
+/// - nesting deeper than 128 (serde_json's recursion limit; ours is `MAX_DEPTH`, which refuses
+///   only from `MAX_DEPTH + 1` open brackets, more than the 4 KiB the fuzzer is run with);
+/// - a number beyond f64 (`1e400`): RFC 8259 §6 leaves range to the reader, and the validator
+///   checks syntax only;
+/// - a lone UTF-16 surrogate escape (`"\ud800"`): RFC 8259 §8.2 allows it in the grammar, and a
+///   replicator should copy such a document (JavaScript's `JSON.parse` reads it) rather than
+///   refuse the package forever. The summary reads it as U+FFFD, so serde_json is given the
+///   text with those escapes rewritten to `\ufffd` for the comparison.
+///
+/// Duplicate keys: the last occurrence of a top-level `_rev`, `name` or `time` decides, as in
+/// serde_json's `Value` (and `JSON.parse`).
+pub fn json_check(data: &[u8]) {
+    let whole = check_json(&[data]);
+    let bytewise: Vec<&[u8]> = data.chunks(1).collect();
+    assert_eq!(check_json(&bytewise), whole, "byte by byte");
+    assert_eq!(check_json(&json_chunks(data)), whole, "in chunks");
+
+    let syntax = std::str::from_utf8(data).is_ok() && serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok();
+    let rewritten = without_lone_surrogates(data);
+    let value = serde_json::from_slice::<serde_json::Value>(&rewritten);
+    if syntax {
+        let original = serde_json::from_slice::<serde_json::Value>(data).err();
+        for (e, lone_surrogate) in [(original.as_ref(), true), (value.as_ref().err(), false)] {
+            let Some(e) = e.map(ToString::to_string) else { continue };
+            let deliberate = e.starts_with("recursion limit exceeded")
+                || e.starts_with("number out of range")
+                || lone_surrogate
+                    && (e.starts_with("lone leading surrogate") || e.starts_with("unexpected end of hex escape"));
+            assert!(deliberate, "serde_json refuses valid syntax for an unknown reason: {e}");
+        }
+    } else {
+        assert!(value.is_err(), "a Value parses, so its syntax does");
+    }
+
+    match &whole {
+        Err(JsonError {
+            msg: "nested too deeply",
+            ..
+        }) => {
+            let opened = data.iter().filter(|&&b| b == b'[' || b == b'{').count();
+            assert!(
+                opened > jsoncheck::MAX_DEPTH,
+                "refused as too deep with {opened} brackets"
+            );
+        }
+        Ok(_) => assert!(syntax, "accepted what is not JSON: {whole:?}"),
+        Err(e) => assert!(!syntax, "refused JSON: {e}"),
+    }
+
+    let (Ok(summary), Ok(value)) = (&whole, &value) else {
+        return;
+    };
+    let top_string = |key: &str| {
+        value
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| s.len() <= jsoncheck::CAPTURE_MAX)
+            .map(str::to_owned)
+    };
+    let expected = Summary {
+        rev: top_string("_rev"),
+        name: top_string("name"),
+        unpublished: value
+            .get("time")
+            .and_then(serde_json::Value::as_object)
+            .is_some_and(|time| time.contains_key("unpublished")),
+        is_object: value.is_object(),
+    };
+    assert_eq!(summary, &expected, "summary of {value}");
+}
+
+/// Feeds `chunks` to one validator and finishes it; an error, once seen, must stick.
+fn check_json(chunks: &[&[u8]]) -> Result<Summary, JsonError> {
+    let mut check = JsonCheck::new();
+    let mut first_error = None;
+    for chunk in chunks {
+        if let Err(e) = check.feed(chunk) {
+            first_error.get_or_insert(e);
+        }
+    }
+    let result = check.finish();
+    if let Some(e) = first_error {
+        assert_eq!(result.as_ref(), Err(&e), "the first error sticks");
+    }
+    result
+}
+
+/// `data` cut where its own bytes say: each chunk is `data[k] % 23` bytes long, `k` moving along
+/// the input, so boundaries land everywhere as it mutates. A size of 0 feeds an empty chunk and
+/// then one byte, so the cutting always ends.
+fn json_chunks(data: &[u8]) -> Vec<&[u8]> {
+    let mut chunks = Vec::new();
+    let (mut at, mut k) = (0, 0);
+    while at < data.len() {
+        let mut size = usize::from(data[k % data.len()] % 23);
+        if size == 0 {
+            chunks.push(&data[at..at]);
+            size = 1;
+        }
+        let end = (at + size).min(data.len());
+        chunks.push(&data[at..end]);
+        at = end;
+        k += 1;
+    }
+    chunks
+}
+
+/// `data` with every `\uXXXX` escape of an unpaired surrogate replaced by `\ufffd`, the same
+/// length. Escapes are read in pairs from the left (`\\u` is not one); a backslash outside a
+/// string makes the text invalid for both parsers, so where it puts the pairing out of step
+/// does not matter.
+fn without_lone_surrogates(data: &[u8]) -> Vec<u8> {
+    fn unit(at: &[u8]) -> Option<u16> {
+        let hex = at.strip_prefix(b"\\u")?.get(..4)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    }
+    let mut out = data.to_vec();
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let Some(u) = unit(&data[i..]) else {
+            i += 2;
+            continue;
+        };
+        if (0xD800..0xDC00).contains(&u) && unit(&data[i + 6..]).is_some_and(|l| (0xDC00..0xE000).contains(&l)) {
+            i += 12;
+            continue;
+        }
+        if (0xD800..0xE000).contains(&u) {
+            out[i + 2..i + 6].copy_from_slice(b"fffd");
+        }
+        i += 6;
+    }
+    out
 }

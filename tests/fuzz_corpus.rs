@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("keys", checks::keys),
     ("all_docs_page", checks::all_docs_page),
     ("changes_page", checks::changes_page),
+    ("json_check", checks::json_check),
 ];
 
 /// Runs `check` over every file in `dir`; returns how many there were.
@@ -45,6 +46,7 @@ fn every_corpus_input_and_every_past_crash_passes_its_target_checks() {
 #[test]
 fn the_regression_folders_hold_the_inputs_the_fuzzers_found() {
     // Each finding stays as an input (and a named unit test next to the code it fixed).
-    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/keys");
-    assert!(run_dir(&keys, checks::keys) >= 1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    assert!(run_dir(&root.join("keys"), checks::keys) >= 1);
+    assert!(run_dir(&root.join("json_check"), checks::json_check) >= 3);
 }

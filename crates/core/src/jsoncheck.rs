@@ -2,17 +2,30 @@
 //!
 //! A 100 MB packument must be checked as it streams into the store, never held whole, so this
 //! validates JSON syntax (RFC 8259) byte by byte with a small stack, and on the way picks out
-//! what the store's metadata needs from the top level: `_rev`, and whether `time.unpublished`
-//! exists (the upstream's stub for an unpublished package). No I/O, no allocation per byte.
+//! what the store's metadata needs from the top level: `_rev`, `name`, and whether
+//! `time.unpublished` exists (the upstream's stub for an unpublished package). No I/O, no
+//! allocation per byte.
+//!
+//! What "valid" means, where RFC 8259 leaves room (`fuzz/checks.rs` holds the validator to
+//! this against serde_json):
+//! - The text must be UTF-8 (§8.1): an invalid or overlong sequence, or an encoded surrogate, is
+//!   refused, since such a body is corrupt rather than a document the upstream meant.
+//! - A `\u` escape of an unpaired UTF-16 surrogate is accepted: §8.2's grammar allows it and
+//!   JavaScript's `JSON.parse` reads it, so refusing it would lose a package the upstream
+//!   serves. serde_json's `Value` refuses it; the summary reads it as U+FFFD.
+//! - Numbers are checked for syntax only; how large they may be is the reader's business (§6).
+//! - Nesting deeper than [`MAX_DEPTH`] is refused, to bound the stack.
+//! - With duplicate keys, the last occurrence of a top-level `_rev`, `name` or `time` is the one
+//!   the summary reports, as serde_json's `Value` and JavaScript's `JSON.parse` keep the last.
 
 /// What the validator learned about a complete document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// The top-level `_rev`, if it is a string.
+    /// The top-level `_rev`, if it is a string of at most [`CAPTURE_MAX`] bytes (decoded).
     pub rev: Option<String>,
-    /// The top-level `name`, if it is a string.
+    /// The top-level `name`, if it is a string of at most [`CAPTURE_MAX`] bytes (decoded).
     pub name: Option<String>,
-    /// `time.unpublished` is present.
+    /// The top-level `time` is an object with an `unpublished` key.
     pub unpublished: bool,
     /// The top-level value is an object.
     pub is_object: bool,
@@ -41,8 +54,7 @@ enum State {
     ValueOrEnd,
     Str {
         key: bool,
-        escape: bool,
-        unicode: u8,
+        part: StrPart,
     },
     Number(NumState),
     Literal {
@@ -50,6 +62,20 @@ enum State {
     },
     /// The top-level value is complete; only whitespace may follow.
     Done,
+}
+
+/// Where inside a string the last byte left us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StrPart {
+    /// Between characters.
+    Plain,
+    /// After `\`.
+    Escape,
+    /// Inside `\uXXXX`, this many hex digits to go.
+    Hex(u8),
+    /// Inside a multi-byte UTF-8 character: this many continuation bytes to go, the next one
+    /// in `lo..=hi`.
+    Utf8 { left: u8, lo: u8, hi: u8 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +91,9 @@ enum NumState {
 }
 
 /// Bytes of a top-level key or value kept for [`Summary`]; longer ones are not captured.
-const CAPTURE_MAX: usize = 256;
+pub const CAPTURE_MAX: usize = 256;
 /// Nesting deeper than this is refused (a stack-exhaustion guard for hostile input).
-const MAX_DEPTH: usize = 4_096;
+pub const MAX_DEPTH: usize = 4_096;
 
 #[derive(Debug, Clone)]
 pub struct JsonCheck {
@@ -77,8 +103,12 @@ pub struct JsonCheck {
     /// The last key seen at depth 1 and, inside top-level `time`, at depth 2.
     key1: Vec<u8>,
     key2: Vec<u8>,
+    /// The current string at depth 1 or 2, decoded, unless it outgrew [`CAPTURE_MAX`].
     capture: Vec<u8>,
     capture_overflow: bool,
+    /// The `\uXXXX` escape being read, and a high surrogate waiting for its low half.
+    unit: u16,
+    high: Option<u16>,
     summary: Summary,
     error: Option<JsonError>,
 }
@@ -93,6 +123,8 @@ impl Default for JsonCheck {
             key2: Vec::new(),
             capture: Vec::new(),
             capture_overflow: false,
+            unit: 0,
+            high: None,
             summary: Summary::default(),
             error: None,
         }
@@ -114,16 +146,12 @@ impl JsonCheck {
             // Fast path: plain string content (most of a packument) up to the next byte that
             // matters, captured in bulk when the summary needs it.
             if let State::Str {
-                escape: false,
-                unicode: 0,
-                ..
+                part: StrPart::Plain, ..
             } = self.state
             {
-                let run = chunk[i..]
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                    .unwrap_or(chunk.len() - i);
+                let run = plain_run(&chunk[i..]);
                 if run > 0 {
+                    self.end_surrogate();
                     if self.depth() <= 2 && !self.capture_overflow {
                         let room = CAPTURE_MAX.saturating_sub(self.capture.len());
                         if run <= room {
@@ -197,6 +225,15 @@ impl JsonCheck {
         };
     }
 
+    fn start_string(&mut self, key: bool) {
+        self.capture.clear();
+        self.capture_overflow = false;
+        self.state = State::Str {
+            key,
+            part: StrPart::Plain,
+        };
+    }
+
     fn start_value(&mut self, b: u8) -> Result<(), &'static str> {
         match b {
             b'{' => {
@@ -207,15 +244,7 @@ impl JsonCheck {
                 self.push(b'[')?;
                 self.state = State::ValueOrEnd;
             }
-            b'"' => {
-                self.capture.clear();
-                self.capture_overflow = false;
-                self.state = State::Str {
-                    key: false,
-                    escape: false,
-                    unicode: 0,
-                };
-            }
+            b'"' => self.start_string(false),
             b'-' => self.state = State::Number(NumState::Minus),
             b'0' => self.state = State::Number(NumState::Zero),
             b'1'..=b'9' => self.state = State::Number(NumState::Int),
@@ -237,6 +266,7 @@ impl JsonCheck {
     }
 
     fn end_string(&mut self, key: bool) {
+        self.end_surrogate();
         let depth = self.depth();
         let text = if self.capture_overflow {
             None
@@ -257,6 +287,15 @@ impl JsonCheck {
                     slot.extend_from_slice(t);
                 }
             }
+            if depth == 1 {
+                // A repeated key replaces what its earlier occurrence said: the last one counts.
+                match self.key1.as_slice() {
+                    b"_rev" => self.summary.rev = None,
+                    b"name" => self.summary.name = None,
+                    b"time" => self.summary.unpublished = false,
+                    _ => {}
+                }
+            }
             if depth == 2 && self.key1 == b"time" && self.key2 == b"unpublished" {
                 self.summary.unpublished = true;
             }
@@ -265,6 +304,7 @@ impl JsonCheck {
         }
         if depth == 1 {
             if let Some(t) = text {
+                // Valid UTF-8 by now: the bytes were checked and escapes decoded.
                 let value = String::from_utf8_lossy(t).into_owned();
                 match self.key1.as_slice() {
                     b"_rev" => self.summary.rev = Some(value),
@@ -279,59 +319,7 @@ impl JsonCheck {
     fn byte(&mut self, b: u8) -> Result<(), &'static str> {
         let ws = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
         match self.state {
-            State::Str { key, escape, unicode } => {
-                if unicode > 0 {
-                    if !b.is_ascii_hexdigit() {
-                        return Err("bad \\u escape");
-                    }
-                    self.state = State::Str {
-                        key,
-                        escape: false,
-                        unicode: unicode - 1,
-                    };
-                } else if escape {
-                    match b {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
-                            // Keep captured text readable for plain escapes.
-                            let c = match b {
-                                b'n' => b'\n',
-                                b't' => b'\t',
-                                b'r' => b'\r',
-                                b'b' => 8,
-                                b'f' => 12,
-                                other => other,
-                            };
-                            self.capture_byte(c);
-                            self.state = State::Str {
-                                key,
-                                escape: false,
-                                unicode: 0,
-                            };
-                        }
-                        b'u' => {
-                            self.capture_overflow = true; // not decoded; such values are not captured
-                            self.state = State::Str {
-                                key,
-                                escape: false,
-                                unicode: 4,
-                            };
-                        }
-                        _ => return Err("bad escape"),
-                    }
-                } else if b == b'"' {
-                    self.end_string(key);
-                } else if b == b'\\' {
-                    self.state = State::Str {
-                        key,
-                        escape: true,
-                        unicode: 0,
-                    };
-                } else if b < 0x20 {
-                    return Err("control character in string");
-                } else {
-                    self.capture_byte(b);
-                }
-            }
+            State::Str { key, part } => self.string_byte(key, part, b)?,
             State::Number(n) => {
                 use NumState::*;
                 let next = match (n, b) {
@@ -373,13 +361,7 @@ impl JsonCheck {
                 if b != b'"' {
                     return Err("expected a string key");
                 }
-                self.capture.clear();
-                self.capture_overflow = false;
-                self.state = State::Str {
-                    key: true,
-                    escape: false,
-                    unicode: 0,
-                };
+                self.start_string(true);
             }
             State::Colon => {
                 if b != b':' {
@@ -398,6 +380,116 @@ impl JsonCheck {
         Ok(())
     }
 
+    /// One byte inside a string, one at a time: what the fast path in [`JsonCheck::feed`] left,
+    /// i.e. quotes, escapes, control characters and UTF-8 split by a chunk's end or invalid.
+    fn string_byte(&mut self, key: bool, part: StrPart, b: u8) -> Result<(), &'static str> {
+        let mut next = StrPart::Plain;
+        match part {
+            StrPart::Plain => match b {
+                b'"' => {
+                    self.end_string(key);
+                    return Ok(());
+                }
+                b'\\' => next = StrPart::Escape,
+                0..=0x1f => return Err("control character in string"),
+                0x20..=0x7f => {
+                    self.end_surrogate();
+                    self.capture_byte(b);
+                }
+                _ => {
+                    let Some((left, lo, hi)) = utf8_lead(b) else {
+                        return Err("invalid UTF-8");
+                    };
+                    self.end_surrogate();
+                    self.capture_byte(b);
+                    next = StrPart::Utf8 { left, lo, hi };
+                }
+            },
+            StrPart::Utf8 { left, lo, hi } => {
+                if !(lo..=hi).contains(&b) {
+                    return Err("invalid UTF-8");
+                }
+                self.capture_byte(b);
+                if left > 1 {
+                    next = StrPart::Utf8 {
+                        left: left - 1,
+                        lo: 0x80,
+                        hi: 0xbf,
+                    };
+                }
+            }
+            StrPart::Escape => {
+                let c = match b {
+                    b'u' => {
+                        self.unit = 0;
+                        next = StrPart::Hex(4);
+                        None
+                    }
+                    b'"' | b'\\' | b'/' => Some(b),
+                    b'b' => Some(8),
+                    b'f' => Some(12),
+                    b'n' => Some(b'\n'),
+                    b'r' => Some(b'\r'),
+                    b't' => Some(b'\t'),
+                    _ => return Err("bad escape"),
+                };
+                if let Some(c) = c {
+                    self.end_surrogate();
+                    self.capture_byte(c);
+                }
+            }
+            StrPart::Hex(left) => {
+                let Some(digit) = (b as char).to_digit(16) else {
+                    return Err("bad \\u escape");
+                };
+                // Four hex digits: `digit` < 16 and `unit` < 0x1000 before the shift.
+                self.unit = (self.unit << 4) | digit as u16;
+                if left > 1 {
+                    next = StrPart::Hex(left - 1);
+                } else {
+                    self.unicode_escape(self.unit);
+                }
+            }
+        }
+        self.state = State::Str { key, part: next };
+        Ok(())
+    }
+
+    /// A complete `\uXXXX`: a UTF-16 code unit, paired with the one before or after it when
+    /// they are the two halves of a surrogate pair. An unpaired half is U+FFFD in the capture,
+    /// as `String::from_utf16_lossy` would have it.
+    fn unicode_escape(&mut self, unit: u16) {
+        let c = match (self.high.take(), unit) {
+            (Some(high), 0xdc00..=0xdfff) => {
+                char::from_u32(0x1_0000 + ((u32::from(high) - 0xd800) << 10) + (u32::from(unit) - 0xdc00))
+            }
+            (high, _) => {
+                if high.is_some() {
+                    self.capture_char(char::REPLACEMENT_CHARACTER);
+                }
+                if (0xd800..0xdc00).contains(&unit) {
+                    self.high = Some(unit);
+                    return;
+                }
+                char::from_u32(u32::from(unit))
+            }
+        };
+        self.capture_char(c.unwrap_or(char::REPLACEMENT_CHARACTER));
+    }
+
+    /// Anything but a `\u` escape follows a high surrogate: it stays unpaired.
+    fn end_surrogate(&mut self) {
+        if self.high.take().is_some() {
+            self.capture_char(char::REPLACEMENT_CHARACTER);
+        }
+    }
+
+    fn capture_char(&mut self, c: char) {
+        for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+            self.capture_byte(b);
+        }
+    }
+
     fn capture_byte(&mut self, b: u8) {
         if self.depth() <= 2 && !self.capture_overflow {
             if self.capture.len() < CAPTURE_MAX {
@@ -407,6 +499,47 @@ impl JsonCheck {
             }
         }
     }
+}
+
+/// For a UTF-8 lead byte: how many continuation bytes follow, and the range the first of them
+/// must be in (Unicode's table of well-formed sequences, which rules out overlong forms,
+/// encoded surrogates and anything past U+10FFFF); `None` for a byte that cannot start one.
+fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
+    Some(match b {
+        0xc2..=0xdf => (1, 0x80, 0xbf),
+        0xe0 => (2, 0xa0, 0xbf),
+        0xe1..=0xec | 0xee..=0xef => (2, 0x80, 0xbf),
+        0xed => (2, 0x80, 0x9f),
+        0xf0 => (3, 0x90, 0xbf),
+        0xf1..=0xf3 => (3, 0x80, 0xbf),
+        0xf4 => (3, 0x80, 0x8f),
+        _ => return None,
+    })
+}
+
+/// How many bytes at the start of `bytes` are plain string content: no quote, backslash or
+/// control character, and only whole, well-formed UTF-8 characters. Whatever ends the run,
+/// including a character cut by the chunk's end, is left to [`JsonCheck::string_byte`].
+fn plain_run(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' | b'\\' | 0..=0x1f => break,
+            0x20..=0x7f => i += 1,
+            _ => {
+                let Some((left, lo, hi)) = utf8_lead(b) else { break };
+                let Some(tail) = bytes.get(i + 1..i + 1 + usize::from(left)) else {
+                    break;
+                };
+                let first_ok = (lo..=hi).contains(&tail[0]);
+                if !first_ok || !tail[1..].iter().all(|&c| (0x80..=0xbf).contains(&c)) {
+                    break;
+                }
+                i += 1 + usize::from(left);
+            }
+        }
+    }
+    i
 }
 
 #[cfg(test)]
@@ -471,6 +604,95 @@ mod tests {
         assert!(s.unpublished && s.is_object);
         let s = check_in_chunks(br#"{"time":{"modified":"t"},"unpublished":true}"#, 5).unwrap();
         assert!(!s.unpublished);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_string_is_refused() {
+        // Found by the json_check fuzz target (fuzz/regressions/json_check/invalid-utf8-in-string):
+        // any byte above 0x7f passed inside a string, so a corrupt body could be stored as JSON.
+        let found = b"{\"\":\"r\xfe}\"}";
+        let refused = JsonError {
+            offset: 6,
+            msg: "invalid UTF-8",
+        };
+        assert_eq!(check_in_chunks(found, 1), Err(refused.clone()));
+        assert_eq!(check_in_chunks(found, 64), Err(refused));
+        let bad: &[&[u8]] = &[
+            b"\"\xc3\"",             // cut short
+            b"\"\x80\"",             // a continuation byte alone
+            b"\"\xc0\xaf\"",         // overlong '/'
+            b"\"\xe0\x80\xaf\"",     // overlong '/'
+            b"\"\xed\xa0\x80\"",     // an encoded surrogate
+            b"\"\xf4\x90\x80\x80\"", // past U+10FFFF
+            b"\"\xf8\x88\x80\x80\x80\"",
+        ];
+        for doc in bad {
+            assert!(serde_json::from_slice::<serde_json::Value>(doc).is_err());
+            for chunk in [1, 2, 3, 64] {
+                assert!(check_in_chunks(doc, chunk).is_err(), "{doc:?} in {chunk}-byte chunks");
+            }
+        }
+        let good = "{\"name\":\"caf\u{e9} \u{65e5}\u{672c} \u{1f600} \u{7ff}\u{800}\u{ffff}\u{10000}\u{10ffff}\"}";
+        for chunk in [1, 2, 3, 5, 64] {
+            let s = check_in_chunks(good.as_bytes(), chunk).unwrap();
+            assert_eq!(
+                s.name.as_deref(),
+                Some(&good[9..good.len() - 2]),
+                "in {chunk}-byte chunks"
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_top_level_key_counts_by_its_last_occurrence() {
+        // Found by the json_check fuzz target (fuzz/regressions/json_check/repeated-name): a
+        // second `name` too long to capture left the first one in the summary, where serde_json
+        // (and JSON.parse) read the second.
+        let found = format!(r#"{{"name":"nnn","name":"{}"}}"#, "n".repeat(CAPTURE_MAX + 1));
+        assert_eq!(check_in_chunks(found.as_bytes(), 7).unwrap().name, None);
+        let doc = br#"{"_rev":"1-a","name":"x","_rev":2,"time":{"unpublished":{}},"name":"y","time":{}}"#;
+        let s = check_in_chunks(doc, 3).unwrap();
+        assert_eq!((s.rev, s.name.as_deref(), s.unpublished), (None, Some("y"), false));
+        let s = check_in_chunks(br#"{"time":[],"time":{"unpublished":1,"unpublished":2}}"#, 3).unwrap();
+        assert!(s.unpublished);
+    }
+
+    #[test]
+    fn escaped_characters_are_decoded_in_what_the_summary_reads() {
+        // Found by the json_check fuzz target (fuzz/regressions/json_check/escaped-rev): a `\u`
+        // escape made a value uncapturable, so `{"_rev":"\uFFFF"}` had no `_rev`, and a key
+        // written with one (`"_r\u0065v"`) was not recognised.
+        let found = br#"{"_rev":"\uFFFF"}"#;
+        assert_eq!(check_in_chunks(found, 1).unwrap().rev.as_deref(), Some("\u{ffff}"));
+        let doc = br#"{"_r\u0065v":"1-\u00e9\ud83d\ude00","n\u0061me":"\"\\\/\b\f\n\r\t\u0000","\u0074ime":{"unpublished\u0000":1,"\u0075npublished":2}}"#;
+        for chunk in [1, 2, 5, 64] {
+            let s = check_in_chunks(doc, chunk).unwrap();
+            assert_eq!(s.rev.as_deref(), Some("1-\u{e9}\u{1f600}"));
+            assert_eq!(s.name.as_deref(), Some("\"\\/\u{8}\u{c}\n\r\t\0"));
+            assert!(s.unpublished);
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_accepted_and_read_as_replacement_characters() {
+        // RFC 8259 §8.2 allows them and JSON.parse reads them; serde_json's Value refuses them,
+        // a deliberate difference (see the module doc and fuzz/checks.rs).
+        let cases = [
+            (r#""\ud800""#, "\u{fffd}"),
+            (r#""\udc00x""#, "\u{fffd}x"),
+            (r#""\ud800\ud800\udc00""#, "\u{fffd}\u{10000}"),
+            (r#""\ud800\n""#, "\u{fffd}\n"),
+            (r#""\ud800\u0041""#, "\u{fffd}A"),
+            (r#""\ud800é""#, "\u{fffd}\u{e9}"),
+        ];
+        for (text, read) in cases {
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_err(), "{text}");
+            let doc = format!(r#"{{"name":{text}}}"#);
+            for chunk in [1, 3, 64] {
+                let s = check_in_chunks(doc.as_bytes(), chunk).unwrap();
+                assert_eq!(s.name.as_deref(), Some(read), "{text} in {chunk}-byte chunks");
+            }
+        }
     }
 
     #[test]
