@@ -328,11 +328,31 @@ impl Ctx {
         }
     }
 
-    /// [`Ctx::packument`], tried again with backoff (1 s, doubling) for up to about `patience`
-    /// in all while the registry still serves a rev older than `rev`, or a 404 for a listed
-    /// package (a CDN lagging behind a change). Waiting here rather than failing at once keeps
-    /// a queue's delivery attempts for real failures.
-    pub async fn packument_waiting_for_the_cdn(
+    /// Whether the upstream confirms that `name` is gone: a fresh `_all_docs` listing of exactly
+    /// its key (`[name, name\0)`, through the same client and governor as every listing) no
+    /// longer holds it. Only such a complete, valid listing says `true`; a 404, a 5xx, a cut
+    /// body or a timeout is an error, and an error is never a deletion. (The listing is the
+    /// authority here as in [`Ctx::commit_partition`], which tombstones the names a partition's
+    /// listing no longer holds.)
+    pub async fn confirm_gone(&self, name: &str) -> Result<bool, HandlerError> {
+        let end = format!("{name}\0");
+        let rows = alldocs::list_range(&self.client, &self.replicate, Some(name), Some(&end)).await?;
+        Ok(!rows.iter().any(|r| r.id == name))
+    }
+
+    /// A packument item, as every runner runs it: [`Ctx::packument`], tried again with backoff
+    /// (1 s, doubling) for up to about `patience` in all while the registry still serves a rev
+    /// older than `rev`, or a 404 for a listed package (a CDN lagging behind a change); waiting
+    /// here rather than failing at once keeps a queue's delivery attempts for real failures.
+    ///
+    /// A package that still answers 404 then gets one more question to the upstream
+    /// ([`Ctx::confirm_gone`]): gone from `_all_docs` means it was deleted upstream since it was
+    /// listed. That deletion is recorded as a tombstone keeping the last body (as
+    /// [`Ctx::commit_partition`] does for a name gone from a listing), so no later step takes
+    /// the package for live; the change feed's row for the deletion later gives the tombstone
+    /// its rev. Still listed, or the listing failed: [`HandlerError::ListedButMissing`], a
+    /// failure as before, with nothing stored.
+    pub async fn packument_or_gone(
         &self,
         name: &str,
         rev: Option<&str>,
@@ -340,7 +360,7 @@ impl Ctx {
     ) -> Result<PackumentDone, HandlerError> {
         let mut wait = std::time::Duration::from_secs(1);
         let mut waited = std::time::Duration::ZERO;
-        loop {
+        let missing = loop {
             match self.packument(name, rev).await {
                 Err(HandlerError::Stale { .. } | HandlerError::ListedButMissing(_))
                     if rev.is_some() && waited + wait <= patience && !self.client.stopping() =>
@@ -354,40 +374,9 @@ impl Ctx {
                     waited += wait;
                     wait *= 2;
                 }
+                Err(e @ HandlerError::ListedButMissing(_)) => break e,
                 r => return r,
             }
-        }
-    }
-
-    /// Whether the upstream confirms that `name` is gone: a fresh `_all_docs` listing of exactly
-    /// its key (`[name, name\0)`, through the same client and governor as every listing) no
-    /// longer holds it. Only such a complete, valid listing says `true`; a 404, a 5xx, a cut
-    /// body or a timeout is an error, and an error is never a deletion. (The listing is the
-    /// authority here as in [`Ctx::commit_partition`], which tombstones the names a partition's
-    /// listing no longer holds.)
-    pub async fn confirm_gone(&self, name: &str) -> Result<bool, HandlerError> {
-        let end = format!("{name}\0");
-        let rows = alldocs::list_range(&self.client, &self.replicate, Some(name), Some(&end)).await?;
-        Ok(!rows.iter().any(|r| r.id == name))
-    }
-
-    /// [`Ctx::packument_waiting_for_the_cdn`], then, for a package that still answers 404 at
-    /// the end of the patience, one more question to the upstream ([`Ctx::confirm_gone`]):
-    /// gone from `_all_docs` means it was deleted upstream since it was listed. That deletion
-    /// is recorded as a tombstone keeping the last body (as [`Ctx::commit_partition`] does for
-    /// a name gone from a listing), so no later step takes the package for live; the change
-    /// feed's row for the deletion later gives the tombstone its rev. Still listed, or the
-    /// listing failed: [`HandlerError::ListedButMissing`], a failure as before, with nothing
-    /// stored. The local runner and the service both come through here.
-    pub async fn packument_or_gone(
-        &self,
-        name: &str,
-        rev: Option<&str>,
-        patience: std::time::Duration,
-    ) -> Result<PackumentDone, HandlerError> {
-        let missing = match self.packument_waiting_for_the_cdn(name, rev, patience).await {
-            Err(e @ HandlerError::ListedButMissing(_)) => e,
-            r => return r,
         };
         match self.confirm_gone(name).await {
             Ok(true) => {

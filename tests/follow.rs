@@ -15,6 +15,19 @@ fn stats(store: &Path, sim: &Sim) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("stats JSON")
 }
 
+/// A simulator of `packages` changing `per_sec` times a second, with its changes paused, and a
+/// replica of it made by `replicate` in a fresh folder for `tag`.
+fn replicated_then_paused(tag: &str, packages: &str, seed: &str, per_sec: &str) -> (Sim, std::path::PathBuf) {
+    let sim = Sim::start(
+        &["--packages", packages, "--seed", seed],
+        &["--changes-per-sec", per_sec],
+    );
+    let dir = store(tag);
+    sim.changes(false);
+    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
+    (sim, dir)
+}
+
 /// Stops the changes, lets `follow --once` catch up, and compares with the truth at that seq.
 fn catch_up_and_compare(dir: &Path, sim: &Sim) -> serde_json::Value {
     sim.changes(false);
@@ -105,10 +118,7 @@ fn packages_deleted_while_replicate_runs_are_deletions_not_failures() {
 
 #[test]
 fn fetch_list_of_a_package_deleted_upstream_reports_it_and_exits_1() {
-    let sim = Sim::start(&["--packages", "2000", "--seed", "24"], &["--changes-per-sec", "50"]);
-    let dir = store("fetch-list-deleted");
-    sim.changes(false);
-    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
+    let (sim, dir) = replicated_then_paused("fetch-list-deleted", "2000", "24", "50");
     let stored: std::collections::BTreeSet<String> = common::index_of(&dir, &sim)
         .lines()
         .filter_map(|l| Some(l.split_once('\t')?.0.to_owned()))
@@ -155,10 +165,7 @@ fn fetch_list_of_a_package_deleted_upstream_reports_it_and_exits_1() {
 
 #[test]
 fn follow_killed_with_sigkill_then_resumed_loses_no_change() {
-    let sim = Sim::start(&["--packages", "3000", "--seed", "22"], &["--changes-per-sec", "60"]);
-    let dir = store("follow-kill9");
-    sim.changes(false);
-    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
+    let (sim, dir) = replicated_then_paused("follow-kill9", "3000", "22", "60");
     let start = stats(&dir, &sim)["follow"]["checkpoint"].as_u64().unwrap();
     sim.changes(true);
     for round in 0..3 {

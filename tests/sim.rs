@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Sim, BIN};
+use common::{percent_encode, Sim, BIN};
 use reqwest::header::{ACCEPT, CACHE_CONTROL, ETAG, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -48,15 +48,6 @@ fn ids(page: &Value) -> Vec<String> {
 
 fn q(key: &str) -> String {
     percent_encode(&serde_json::to_string(key).unwrap())
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Names of the truth, in order.

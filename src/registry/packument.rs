@@ -144,15 +144,7 @@ fn validated(resp: reqwest::Response, summary: Arc<Mutex<Option<Summary>>>, clie
 
 #[cfg(test)]
 mod tests {
-    use crate::registry::jsoncheck::{JsonCheck, JsonError, Summary};
-
-    fn check_in_chunks(doc: &[u8], chunk: usize) -> Result<Summary, JsonError> {
-        let mut c = JsonCheck::new();
-        for part in doc.chunks(chunk.max(1)) {
-            c.feed(part)?;
-        }
-        c.finish()
-    }
+    use crate::registry::jsoncheck::check_in_chunks;
 
     /// The core's validator against the simulator's generated documents (which live here).
     #[test]

@@ -33,7 +33,7 @@ use gcloud_storage::http::objects::copy::CopyObjectRequest;
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
-use gcloud_storage::http::objects::list::ListObjectsRequest;
+use gcloud_storage::http::objects::list::{ListObjectsRequest, ListObjectsResponse};
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::objects::Object;
 use parking_lot::Mutex;
@@ -375,19 +375,17 @@ impl Store for GcsStore {
         let mut out = Vec::new();
         let mut page_token = None;
         while out.len() < limit {
-            let req = ListObjectsRequest {
-                bucket: self.spec.bucket.clone(),
-                prefix: Some(object_prefix.clone()),
-                start_offset: start.clone(),
-                max_results: Some((limit - out.len() + 1).min(1000) as i32),
-                page_token: page_token.take(),
-                ..Default::default()
-            };
             let page = self
-                .client
-                .list_objects(&req)
-                .await
-                .map_err(|e| failed_at(&object_prefix, "list", &e))?;
+                .list_page(
+                    &object_prefix,
+                    ListObjectsRequest {
+                        start_offset: start.clone(),
+                        max_results: Some((limit - out.len() + 1).min(1000) as i32),
+                        page_token: page_token.take(),
+                        ..Default::default()
+                    },
+                )
+                .await?;
             for object in page.items.unwrap_or_default() {
                 // `startOffset` is inclusive; `after` is not.
                 if Some(&object.name) == start.as_ref() {
@@ -426,18 +424,12 @@ impl Store for GcsStore {
         let mut ids = Vec::new();
         let mut page_token = None;
         loop {
-            let req = ListObjectsRequest {
-                bucket: self.spec.bucket.clone(),
-                prefix: Some(prefix.clone()),
+            let more = ListObjectsRequest {
                 delimiter: Some("/".to_owned()),
                 page_token: page_token.take(),
                 ..Default::default()
             };
-            let page = self
-                .client
-                .list_objects(&req)
-                .await
-                .map_err(|e| failed_at(&prefix, "list", &e))?;
+            let page = self.list_page(&prefix, more).await?;
             if folders {
                 let names = page.prefixes.unwrap_or_default();
                 ids.extend(
@@ -466,6 +458,19 @@ impl Store for GcsStore {
 }
 
 impl GcsStore {
+    /// One page of the objects under `prefix`, with the rest of the request from `more`.
+    async fn list_page(&self, prefix: &str, more: ListObjectsRequest) -> Result<ListObjectsResponse, StoreError> {
+        let req = ListObjectsRequest {
+            bucket: self.spec.bucket.clone(),
+            prefix: Some(prefix.to_owned()),
+            ..more
+        };
+        self.client
+            .list_objects(&req)
+            .await
+            .map_err(|e| failed_at(prefix, "list", &e))
+    }
+
     /// Whether the bucket exists (a one-object listing: it needs only the permission to list
     /// objects, which every user of the replica has, unlike reading the bucket's own metadata).
     pub async fn bucket_exists(&self) -> Result<bool, StoreError> {

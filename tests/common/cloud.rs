@@ -184,32 +184,25 @@ impl PubSub {
 
     /// `all-docs dev pubsub-setup` against this emulator for a service at `push_url`.
     pub fn setup(&self, push_url: &str, extra: &[&str]) {
-        let out = Command::new(BIN)
-            .args(["dev", "pubsub-setup", "--push-url", push_url])
-            .args(extra)
-            .env("PUBSUB_EMULATOR_HOST", &self.host)
-            .env("GOOGLE_CLOUD_PROJECT", PROJECT)
-            .output()
-            .expect("dev pubsub-setup");
-        assert!(
-            out.status.success(),
-            "dev pubsub-setup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.run(&[&["dev", "pubsub-setup", "--push-url", push_url], extra].concat());
     }
 
     /// `all-docs publish ARGS`.
     pub fn publish(&self, args: &[&str]) {
+        self.run(&[&["publish"], args].concat());
+    }
+
+    /// `all-docs ARGS` against this emulator, which must succeed.
+    fn run(&self, args: &[&str]) {
         let out = Command::new(BIN)
-            .arg("publish")
             .args(args)
             .env("PUBSUB_EMULATOR_HOST", &self.host)
             .env("GOOGLE_CLOUD_PROJECT", PROJECT)
             .output()
-            .expect("publish");
+            .expect("run all-docs");
         assert!(
             out.status.success(),
-            "publish: {}",
+            "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -383,7 +376,7 @@ impl Gcs {
 
     /// An object's bytes.
     pub async fn read(&self, bucket: &str, name: &str) -> Vec<u8> {
-        let encoded: String = url_encode(name);
+        let encoded: String = super::percent_encode(name);
         let r = self
             .http
             .get(format!("{}/storage/v1/b/{bucket}/o/{encoded}", self.url))
@@ -394,15 +387,6 @@ impl Gcs {
         assert!(r.status().is_success(), "read {name}: {}", r.status());
         r.bytes().await.expect("object bytes").to_vec()
     }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl Drop for Gcs {
@@ -465,15 +449,7 @@ impl Service {
                 }
             }
         });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("`listening on URL` first, got {line:?}"))
-            .to_owned();
+        let url = super::listening_url(&mut child);
         assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
         Service {
             url,

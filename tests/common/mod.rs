@@ -134,15 +134,7 @@ impl Sim {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the simulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("`listening on URL` first")
-            .to_owned();
+        let url = listening_url(&mut child);
         assert!(url.starts_with("http://127.0.0.1:"), "tests stay on loopback: {url}");
         Sim {
             url,
@@ -222,6 +214,28 @@ pub fn get_text(url: &str) -> String {
         assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
         resp.text().await.expect("body")
     })
+}
+
+/// The URL a server child prints first on stdout (`listening on URL`), once it is ready.
+pub fn listening_url(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the first line");
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("`listening on URL` first, got {line:?}"))
+        .to_owned()
+}
+
+/// `s` with every byte but the unreserved ones (RFC 3986) percent-encoded.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Asserts a command failed as bad input: exit code 2, a message containing `needle`, no panic.

@@ -542,17 +542,19 @@ fn plain_run(bytes: &[u8]) -> usize {
     i
 }
 
+/// Checks a document held in memory, fed `chunk` bytes at a time (what a stream of that chunk
+/// size would see; the verdict is the same for every chunking).
+pub fn check_in_chunks(doc: &[u8], chunk: usize) -> Result<Summary, JsonError> {
+    let mut c = JsonCheck::new();
+    for part in doc.chunks(chunk.max(1)) {
+        c.feed(part)?;
+    }
+    c.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check_in_chunks(doc: &[u8], chunk: usize) -> Result<Summary, JsonError> {
-        let mut c = JsonCheck::new();
-        for part in doc.chunks(chunk.max(1)) {
-            c.feed(part)?;
-        }
-        c.finish()
-    }
 
     #[test]
     fn agrees_with_serde_json() {
