@@ -22,13 +22,14 @@
 //! - [`bench`](mod@bench): `all-docs bench`, the benchmark scenarios behind BENCHMARKS.md.
 //! - [`cli`]: the command line (clap) and dispatch; [`commands`]: what each command does;
 //!   [`config`]: flags, environment and npm config into typed settings.
-//! - [`error`]: the binary's error type and exit codes.
+//! - [`error`]: the binary's error type and exit codes; [`clock`]: the one wall clock.
 //! - [`telemetry`]: logs to stderr (text, or Cloud Logging JSON), and OpenTelemetry traces and
 //!   metrics over OTLP when an endpoint is configured.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;

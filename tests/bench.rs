@@ -6,13 +6,12 @@ mod common;
 
 use std::process::Command;
 
-use common::BIN;
+use common::{TempDir, BIN};
 
 #[test]
 fn quick_bench_runs_every_scenario_and_writes_a_report() {
-    let dir = std::env::temp_dir().join(format!("all-docs-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("bench");
+    let dir = tmp.path();
     let report = dir.join("BENCHMARKS.md");
     let out = Command::new(BIN)
         .args(["bench", "--quick", "--output"])
@@ -57,5 +56,4 @@ fn quick_bench_runs_every_scenario_and_writes_a_report() {
         9,
         "{table}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -599,7 +599,8 @@ fn sigterm_stops_it_cleanly() {
 
 #[test]
 fn a_names_file_is_served_in_byte_order() {
-    let file = std::env::temp_dir().join(format!("all-docs-names-{}.txt", std::process::id()));
+    let tmp = common::TempDir::new("names");
+    let file = tmp.path().join("names.txt");
     std::fs::write(&file, "zebra\n@types/node\n\ncafé\nAardvark\n9lives\n-dash\nlodash\n").unwrap();
     let out = Command::new(BIN)
         .args(["sim", "--dump-index", "--names-file"])
@@ -616,7 +617,6 @@ fn a_names_file_is_served_in_byte_order() {
         names,
         ["-dash", "9lives", "@types/node", "Aardvark", "café", "lodash", "zebra"]
     );
-    let _ = std::fs::remove_file(&file);
 }
 
 #[test]

@@ -266,7 +266,7 @@ pub fn classify_status(resp: &reqwest::Response, what: &str) -> Option<AttemptEr
         resp.headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, crate::store::now_ms() / 1_000))
+            .and_then(|v| parse_retry_after(v, crate::clock::now_secs()))
     };
     match status {
         200..=299 | 304 | 404 => None,

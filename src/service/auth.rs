@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::http::header::{AGE, AUTHORIZATION, CACHE_CONTROL};
 use axum::http::{HeaderMap, StatusCode};
@@ -218,7 +218,7 @@ impl PushAuth {
                 }
                 _ => AuthError::Malformed(format!("{e}")),
             })?;
-        self.check_claims(data.claims, unix_now())
+        self.check_claims(data.claims, crate::clock::now_secs())
     }
 
     fn check_claims(&self, claims: RawClaims, now: u64) -> Result<PushClaims, AuthError> {
@@ -540,10 +540,6 @@ fn freshness(headers: &HeaderMap) -> Duration {
     Duration::from_secs(max_age.saturating_sub(age)).clamp(MIN_REFETCH_INTERVAL, MAX_JWKS_MAX_AGE)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// `s`, cut to [`MAX_QUOTED`] characters: strings from a token are quoted, never in full.
 fn clip(s: &str) -> String {
     match s.char_indices().nth(MAX_QUOTED) {
@@ -641,7 +637,7 @@ mod tests {
 
     /// Claims like Google's for a push subscription, with `changes` applied (`null` removes).
     fn claims(changes: Value) -> Value {
-        let now = unix_now();
+        let now = crate::clock::now_secs();
         let mut claims = json!({
             "iss": "https://accounts.google.com",
             "aud": AUDIENCE,
@@ -763,7 +759,7 @@ mod tests {
     async fn an_expired_token_is_refused_beyond_the_leeway() {
         let jwks = spawn_jwks(None, Duration::ZERO).await;
         let auth = auth_for(&jwks.url);
-        let now = unix_now();
+        let now = crate::clock::now_secs();
         let late = sign(KEY1, KID1, &claims(json!({"iat": now - 3700, "exp": now - 30})));
         auth.verify(&bearer(&late)).await.expect("within the leeway");
         let expired = sign(KEY1, KID1, &claims(json!({"iat": now - 3800, "exp": now - 200})));
@@ -775,7 +771,7 @@ mod tests {
     async fn a_token_from_the_future_is_refused() {
         let jwks = spawn_jwks(None, Duration::ZERO).await;
         let auth = auth_for(&jwks.url);
-        let now = unix_now();
+        let now = crate::clock::now_secs();
         let token = sign(KEY1, KID1, &claims(json!({"iat": now + 600, "exp": now + 4200})));
         let e = refused(&auth, &bearer(&token), StatusCode::UNAUTHORIZED).await;
         assert!(matches!(e, AuthError::NotYetValid { claim: "iat", .. }), "{e:?}");

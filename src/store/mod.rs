@@ -457,12 +457,7 @@ pub fn body_from(bytes: impl Into<Bytes>) -> BodyStream {
     Box::pin(futures_util::stream::iter(std::iter::once(Ok(bytes))))
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::now_ms;
 
 #[cfg(test)]
 pub(crate) mod conformance {
