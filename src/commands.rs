@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use clap::Parser as _;
 use futures_util::StreamExt as _;
@@ -79,7 +80,7 @@ pub(crate) fn parse_wrapped_sim(packages: usize) -> crate::sim::SimArgs {
 /// Everything a replication command needs, built from the flags.
 struct Setup {
     ctx: Ctx,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: CancellationToken,
     _sim: Option<crate::sim::RunningSim>,
 }
 
@@ -89,9 +90,9 @@ async fn setup(g: &Global, origins: Option<(Origin, Origin)>) -> Result<Setup, E
         None => (g.replicate()?, g.registry()?),
     };
     let store = open_store(g, Access::Write).await?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     let cfg = g.client_config()?;
-    let client = Arc::new(Client::new(cfg, stop_rx).map_err(|e| Error::Internal(e.to_string()))?);
+    let client = Arc::new(Client::new(cfg, stop.clone()).map_err(|e| Error::Internal(e.to_string()))?);
     let ctx = Ctx {
         client,
         store,
@@ -111,12 +112,12 @@ async fn open_store(g: &Replica, access: Access) -> Result<Arc<dyn Store>, Error
 }
 
 /// Stops work on Ctrl-C or SIGTERM (in-flight requests end, nothing half-written is kept).
-fn stop_on_signal(stop: tokio::sync::watch::Sender<bool>) {
+fn stop_on_signal(stop: CancellationToken) {
     let signal = crate::shutdown::signal();
     tokio::spawn(async move {
         signal.await;
         tracing::warn!("stopping: finishing in-flight work (run the same command again to resume)");
-        let _ = stop.send(true);
+        stop.cancel();
     });
 }
 
@@ -181,15 +182,15 @@ where
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     stop_on_signal(s.stop.clone());
-    let (report_stop, report_rx) = tokio::sync::watch::channel(false);
+    let report_stop = CancellationToken::new();
     let reporter = tokio::spawn(progress::report(
         progress.clone(),
         s.ctx.client.stats.clone(),
-        report_rx,
+        report_stop.clone(),
         quiet,
     ));
     let worked = work(progress.clone()).await;
-    let _ = report_stop.send(true);
+    report_stop.cancel();
     let _ = reporter.await;
     worked?;
     summarize(s, &progress, started, quiet)
@@ -197,7 +198,7 @@ where
 
 fn summarize(s: &Setup, progress: &Progress, started: Instant, quiet: bool) -> Result<(), Error> {
     let line = progress.line(&s.ctx.client.stats, started.elapsed());
-    let interrupted = *s.stop.subscribe().borrow();
+    let interrupted = s.stop.is_cancelled();
     let failed = progress.failed.load(Relaxed) + progress.partitions_failed.load(Relaxed);
     if !quiet {
         eprintln!("done in {:.1}s: {line}", started.elapsed().as_secs_f64());
@@ -251,7 +252,7 @@ pub async fn follow(g: &Global, args: &FollowArgs) -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
         summary.checkpoint
     );
-    if *s.stop.subscribe().borrow() {
+    if s.stop.is_cancelled() {
         return Err(Error::Incomplete(
             "interrupted; run `all-docs follow` again to resume from the checkpoint".into(),
         ));

@@ -515,12 +515,10 @@ pub(crate) mod testing {
     /// attempts (the fewest that let a packument's 404 be believed) so that failing answers
     /// end quickly.
     pub fn ctx(origin: Origin, store: Arc<dyn Store>) -> Ctx {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        std::mem::forget(stop);
         let mut cfg = ClientConfig::default();
         cfg.governor.max_attempts = 3;
         Ctx {
-            client: Arc::new(Client::new(cfg, stop_rx).expect("client")),
+            client: Arc::new(Client::new(cfg, Default::default()).expect("client")),
             store,
             replicate: origin.clone(),
             registry: origin,
@@ -593,9 +591,8 @@ mod tests {
 
     async fn ctx_with(store: Arc<dyn Store>, sim: &crate::sim::RunningSim) -> Ctx {
         let origin = Origin::parse(&sim.url).unwrap();
-        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         Ctx {
-            client: Arc::new(Client::new(Default::default(), stop_rx).unwrap()),
+            client: Arc::new(Client::new(Default::default(), Default::default()).unwrap()),
             store,
             replicate: origin.clone(),
             registry: origin,

@@ -39,9 +39,3 @@ pub fn signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
-
-/// Completes once `rx` says stop (or its sender is gone). The receiver's borrow ends inside,
-/// so a spawned task may wait on it in a `select!`.
-pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}

@@ -89,11 +89,11 @@ fn format_secs(s: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// Shows progress until `stop` is dropped or set; returns when told to stop.
+/// Shows progress until `stop` is cancelled.
 pub async fn report(
     progress: Arc<Progress>,
     client: Arc<ClientStats>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
     quiet: bool,
 ) {
     let started = Instant::now();
@@ -106,7 +106,7 @@ pub async fn report(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         }
         let line = progress.line(&client, started.elapsed());
         if tty {

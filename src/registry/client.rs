@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
@@ -88,11 +89,11 @@ pub struct Client {
     governors: Mutex<HashMap<String, Arc<Mutex<Governor>>>>,
     clock: Instant,
     pub stats: Arc<ClientStats>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: CancellationToken,
 }
 
 impl Client {
-    pub fn new(cfg: ClientConfig, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<Client, FetchError> {
+    pub fn new(cfg: ClientConfig, shutdown: CancellationToken) -> Result<Client, FetchError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("all-docs/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(cfg.connect_timeout)
@@ -149,15 +150,14 @@ impl Client {
 
     /// Whether shutdown was asked for.
     pub fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.is_cancelled()
     }
 
     /// Sleeps `d`, or less if shutdown is asked for; `false` when stopping.
     pub async fn sleep(&self, d: Duration) -> bool {
-        let mut rx = self.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.stopping(),
-            _ = rx.wait_for(|s| *s) => false,
+            _ = self.shutdown.cancelled() => false,
         }
     }
 

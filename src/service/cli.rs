@@ -136,9 +136,9 @@ pub async fn serve(args: &ServeArgs) -> Result<(), Error> {
     let auth_config = push_auth_config(args)?;
     let pubsub = args.pubsub.config()?;
     let store = open_store(&g.store).await?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let client_config = g.client_config()?;
-    let client = Arc::new(Client::new(client_config, stop_rx).map_err(|e| Error::Internal(e.to_string()))?);
+    let client = Arc::new(Client::new(client_config, stop.clone()).map_err(|e| Error::Internal(e.to_string()))?);
     let auth = auth_config.map(|c| PushAuth::new(c, client.http().clone()));
     if auth.is_none() {
         tracing::warn!("push authentication is OFF (--insecure-skip-push-auth): anyone who can reach this service can make it work; use only with emulators");
@@ -174,7 +174,7 @@ pub async fn serve(args: &ServeArgs) -> Result<(), Error> {
     println!("listening on http://{bound}");
     server
         .run(shutdown, Duration::from_secs(10), move || {
-            let _ = stop.send(true);
+            stop.cancel();
         })
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")))

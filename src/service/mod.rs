@@ -504,10 +504,11 @@ impl Server {
         cancel: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<()> {
         use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-        let (tx, mut stop) = tokio::sync::watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let signal = stop.clone();
         tokio::spawn(async move {
             shutdown.await;
-            let _ = tx.send(true);
+            signal.cancel();
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -532,11 +533,11 @@ impl Server {
         loop {
             let stream = tokio::select! {
                 stream = accept() => stream,
-                _ = crate::shutdown::stopped(&mut stop) => break,
+                _ = stop.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
             let (builder, service, watcher) = (builder.clone(), service.clone(), connections.watcher());
-            let (idle, mut stop) = (self.idle_timeout, stop.clone());
+            let (idle, stop) = (self.idle_timeout, stop.clone());
             tokio::spawn(async move {
                 // The header timeout starts once the protocol is known, which takes a first
                 // byte: a connection that sends none is closed here, or at shutdown.
@@ -545,7 +546,7 @@ impl Server {
                     peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => if peeked.is_err() {
                         return;
                     },
-                    _ = crate::shutdown::stopped(&mut stop) => return,
+                    _ = stop.cancelled() => return,
                 }
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn).await {
@@ -605,11 +606,9 @@ mod tests {
     /// A state for `origin` with a memory store, publishing to `publisher`, without push auth
     /// (and never shutting down).
     fn state(origin: Origin, publisher: Arc<dyn Publish>) -> AppState {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        std::mem::forget(stop);
         AppState {
             ctx: Ctx {
-                client: Arc::new(Client::new(Default::default(), stop_rx).unwrap()),
+                client: Arc::new(Client::new(Default::default(), Default::default()).unwrap()),
                 store: Arc::new(MemoryStore::new()),
                 replicate: origin.clone(),
                 registry: origin,

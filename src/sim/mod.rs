@@ -211,14 +211,14 @@ pub fn dump_index(args: &SimArgs) -> Result<(), Error> {
 /// A simulator running inside this process (for `replicate --simulate` and tests).
 pub struct RunningSim {
     pub url: String,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningSim {
     /// Stops serving and waits for open connections to finish.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.task.await;
     }
 }
@@ -260,14 +260,9 @@ pub async fn spawn(args: SimArgs) -> Result<RunningSim, Error> {
         gzip: args.gzip,
         changes_per_sec: args.changes_per_sec,
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let docs = world.doc_count();
-    let app = Arc::new(server::App::new(
-        Arc::new(world),
-        &opts,
-        base_url.clone(),
-        stop_rx.clone(),
-    ));
+    let app = Arc::new(server::App::new(Arc::new(world), &opts, base_url.clone(), stop.clone()));
     tracing::info!(
         docs,
         startup_ms = started.elapsed().as_millis() as u64,
@@ -275,14 +270,15 @@ pub async fn spawn(args: SimArgs) -> Result<RunningSim, Error> {
         rate_limit = ?args.rate_limit,
         "simulator ready"
     );
+    let shutdown = stop.clone();
     let task = tokio::spawn(async move {
         let changes = tokio::spawn(app.clone().run_changes(opts.changes_per_sec));
-        server::serve(listener, app, stop_rx).await;
+        server::serve(listener, app, shutdown).await;
         let _ = changes.await;
     });
     Ok(RunningSim {
         url: base_url,
-        stop: stop_tx,
+        stop,
         task,
     })
 }

@@ -21,7 +21,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::docgen::{self, DocPlan, DocStream, Form};
 use super::faults::{Fault, FaultSpec};
@@ -30,7 +31,6 @@ use super::query::{self, BadRequest};
 use super::rng::hash_parts;
 use super::stats::{Route, Stats};
 use super::world::{KeyRow, Range, World};
-use crate::shutdown::stopped;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -110,11 +110,11 @@ pub struct App {
     started: Instant,
     base_url: String,
     changes_paused: AtomicBool,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 }
 
 impl App {
-    pub fn new(world: Arc<World>, opts: &ServerOptions, base_url: String, shutdown: watch::Receiver<bool>) -> App {
+    pub fn new(world: Arc<World>, opts: &ServerOptions, base_url: String, shutdown: CancellationToken) -> App {
         App {
             world,
             stats: Arc::new(Stats::default()),
@@ -172,10 +172,9 @@ impl App {
             }
             Some(Fault::Flap404) => return Ok(self.finish(Answer::not_found())),
             Some(Fault::Stall) => {
-                let mut shutdown = self.shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(self.stall) => {}
-                    _ = stopped(&mut shutdown) => {}
+                    _ = self.shutdown.cancelled() => {}
                 }
             }
             _ => {}
@@ -424,12 +423,11 @@ impl App {
             return;
         }
         let tick = Duration::from_secs_f64((1.0 / per_sec).clamp(0.001, 0.1));
-        let mut shutdown = self.shutdown.clone();
         let (mut applied, mut active, mut last) = (0u64, Duration::ZERO, Instant::now());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
-                _ = stopped(&mut shutdown) => return,
+                _ = self.shutdown.cancelled() => return,
             }
             let now = Instant::now();
             if !self.changes_paused.load(Ordering::SeqCst) {
@@ -659,9 +657,9 @@ fn corrupt(mut a: Answer) -> Answer {
     a
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true, then lets open connections finish
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets open connections finish
 /// (for at most five seconds).
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     loop {
         let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -674,11 +672,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let mut conn_shutdown = shutdown.clone();
+        let conn_shutdown = shutdown.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| app.clone().handle(req));
@@ -687,7 +685,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
-                _ = stopped(&mut conn_shutdown) => {
+                _ = conn_shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
                 }
