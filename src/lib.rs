@@ -16,9 +16,12 @@
 //!   share.
 //! - [`run`]: [`run::run_item`], the one entry point every runner runs a work item through;
 //!   runners differ only in where fanned-out work goes ([`run::FanOut`]).
-//! - [`queue`]: where work runs: the local runner and its progress display.
-//! - [`store`]: the `Store` trait (streaming bodies, verified reads) and its drivers: local
-//!   files (atomic, the default) and memory (tests). Only this module touches stored data.
+//! - [`queue`]: where work runs: the local runner and follower, their progress display, and
+//!   the Pub/Sub publisher.
+//! - [`service`]: `all-docs serve`, the Cloud Run service behind Pub/Sub push.
+//! - [`store`]: the `Store` trait (streaming bodies, verified reads, listings with metadata) and
+//!   its drivers: local files (atomic, the default), GCS (the cloud replica) and memory (tests),
+//!   opened from one spec. Only this module touches stored data.
 //! - [`bench`](mod@bench): `all-docs bench`, the benchmark scenarios behind BENCHMARKS.md.
 //! - [`cli`]: the command line (clap) and dispatch; [`commands`]: what each command does;
 //!   [`config`]: flags, environment and npm config into typed settings.
