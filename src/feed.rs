@@ -8,11 +8,12 @@
 //! feeds on one store can never move it backwards. The decisions (which changes are due, how
 //! far the checkpoint may move) are the core's ([`crate::follow`]).
 
+use crate::clock::now_ms;
 use crate::follow::{Checkpoint, Task, Tracker};
 use crate::handlers::{self, Ctx, HandlerError, PackumentDone};
 use crate::registry::changes::{self, PAGE_LIMIT};
 use crate::registry::client::FetchError;
-use crate::store::{now_ms, Meta, StoreError};
+use crate::store::{Meta, StoreError};
 
 /// Brings the replica up to changes: the part of a step that differs between runners.
 #[async_trait::async_trait]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_ms;
 use crate::follow::{self, Checkpoint, Task};
 use crate::keys::Key;
 use crate::registry::alldocs::{self, Row};
@@ -16,7 +17,7 @@ use crate::registry::changes;
 use crate::registry::client::{Client, FetchError};
 use crate::registry::origin::Origin;
 use crate::registry::packument::{self, Fetched};
-use crate::store::{body_from, now_ms, Expect, Meta, Status, Store, StoreError};
+use crate::store::{body_from, Expect, Meta, Status, Store, StoreError};
 use crate::work::{self, PackumentPlan, RowDiff};
 
 /// What the handlers need: the client, the store, and the two origins.

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 mod common;
 
 use common::cloud::{free_port, Service};
-use common::{all_docs, assert_ok, run, store, Sim, BIN};
+use common::{all_docs, assert_ok, run, Sim, TempDir, BIN};
 
 const TABLE: &str = include_str!("../docs/errors.md");
 
@@ -48,15 +48,18 @@ struct Replica {
     dir: PathBuf,
     inputs: PathBuf,
     before: BTreeMap<PathBuf, Vec<u8>>,
+    /// The folders behind `dir` and `inputs`, removed with the replica.
+    _folders: (TempDir, TempDir),
 }
 
 impl Replica {
     fn new(tag: &str) -> Replica {
         let sim = Sim::start(&["--packages", "40"], &[]);
-        let dir = store(tag);
+        let dir_tmp = TempDir::new(tag);
+        let dir = dir_tmp.path().to_path_buf();
         assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
-        let inputs = store(&format!("{tag}-inputs"));
-        std::fs::create_dir_all(&inputs).expect("inputs folder");
+        let inputs_tmp = TempDir::new(&format!("{tag}-inputs"));
+        let inputs = inputs_tmp.path().to_path_buf();
         let before = snapshot(&dir);
         assert!(before.len() > 40, "the replica holds its documents");
         Replica {
@@ -64,6 +67,7 @@ impl Replica {
             dir,
             inputs,
             before,
+            _folders: (dir_tmp, inputs_tmp),
         }
     }
 
@@ -81,13 +85,6 @@ impl Replica {
     fn assert_unchanged(&self, row: &str) {
         let after = snapshot(&self.dir);
         assert!(after == self.before, "{row}: the store changed");
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.inputs);
     }
 }
 
@@ -402,8 +399,10 @@ fn a_bucket_that_does_not_exist_is_named(sim: &Sim, inputs: &Path) {
 
 #[test]
 fn upstream_rows_invalid_names_are_reported_and_the_rest_is_replicated() {
-    let dir = store("bad-upstream");
-    let inputs = store("bad-upstream-inputs");
+    let dir_tmp = TempDir::new("bad-upstream");
+    let dir = dir_tmp.path().to_path_buf();
+    let inputs_tmp = TempDir::new("bad-upstream-inputs");
+    let inputs = inputs_tmp.path().to_path_buf();
     std::fs::create_dir_all(&inputs).unwrap();
     let names = inputs.join("names.txt");
     std::fs::write(&names, "alpha\nbeta\n_design/app\n../evil\ngamma\n.hidden\n").unwrap();
@@ -438,7 +437,8 @@ fn upstream_rows_invalid_names_are_reported_and_the_rest_is_replicated() {
         "listed upstream under an invalid package name",
     );
     // U02: through `_changes`, from the start of the feed into a fresh store.
-    let fresh = store("bad-upstream-feed");
+    let fresh_tmp = TempDir::new("bad-upstream-feed");
+    let fresh = fresh_tmp.path().to_path_buf();
     case(
         "U02",
         &fresh,
@@ -483,7 +483,8 @@ fn assert_ok_warning_about(row: &str, out: &Output, names: &[&str], warning: &st
 fn a_full_disk_fails_the_run_without_a_partial_entry_and_the_next_run_completes() {
     use std::os::unix::process::CommandExt as _;
     let sim = Sim::start(&["--packages", "30", "--huge", "big-doc=300K"], &[]);
-    let dir = store("bad-disk-full");
+    let dir_tmp = TempDir::new("bad-disk-full");
+    let dir = dir_tmp.path().to_path_buf();
     let mut cmd = all_docs(&dir, &sim, &["replicate"]);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -517,7 +518,6 @@ fn a_full_disk_fails_the_run_without_a_partial_entry_and_the_next_run_completes(
     assert_ok(&run(&dir, &sim, &["replicate"]), "the next run");
     assert_eq!(common::index_of(&dir, &sim), sim.truth());
     assert_ok(&run(&dir, &sim, &["cache", "validate"]), "cache validate");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// (row, endpoint, bearer token, body, status, needle in the answer)

@@ -10,7 +10,7 @@ use std::process::Output;
 use common::cloud::Gcs;
 use common::{all_docs, assert_ok, Sim, TempDir};
 
-/// `all-docs --store STORE ARGS` against `sim`, with the emulator for `gs://` stores.
+/// `all-docs ARGS --store STORE` against `sim`, with the emulator for `gs://` stores.
 fn cli(store: &str, sim: &Sim, gcs: &Gcs, args: &[&str]) -> Output {
     all_docs(Path::new(store), sim, args)
         .env("STORAGE_EMULATOR_HOST", &gcs.url)

@@ -9,20 +9,20 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{all_docs, assert_index_is, assert_ok, assert_replica_matches, run, store, Sim};
+use common::{all_docs, assert_index_is, assert_ok, assert_replica_matches, run, Sim, TempDir};
 
 /// Replicates `packages` documents from a simulator started with `sim_extra`, passing `args`
 /// to `replicate`; asserts the replica equals the truth and returns the simulator's stats.
 fn survives(tag: &str, packages: &str, sim_extra: &[&str], args: &[&str]) -> serde_json::Value {
     let sim = Sim::start(&["--packages", packages, "--seed", "3"], sim_extra);
-    let dir = store(tag);
+    let dir_tmp = TempDir::new(tag);
+    let dir = dir_tmp.path().to_path_buf();
     let started = Instant::now();
     let out = run(&dir, &sim, &[&["replicate"], args].concat());
     assert_ok(&out, &format!("{tag}: replicate"));
     let stats = sim.stats();
     assert_replica_matches(&dir, &sim);
     eprintln!("{tag}: {:?}, {stats}", started.elapsed());
-    let _ = std::fs::remove_dir_all(&dir);
     stats
 }
 
@@ -130,7 +130,8 @@ fn cdn_lag_stale_documents_and_5xx_end_equal_to_the_truth() {
             "status5xx=0.05",
         ],
     );
-    let dir = store("f-cdn");
+    let dir_tmp = TempDir::new("f-cdn");
+    let dir = dir_tmp.path().to_path_buf();
     assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
     sim.changes(false);
     assert_ok(
@@ -140,7 +141,6 @@ fn cdn_lag_stale_documents_and_5xx_end_equal_to_the_truth() {
     assert_index_is(&dir, &sim, &sim.live_truth());
     let stats = sim.stats();
     assert!(stats["faults"]["status5xx"].as_u64().unwrap_or(0) > 0, "{stats}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A small deterministic generator (SplitMix64), so each seed kills at its own points.
@@ -161,7 +161,8 @@ fn killed_with_sigkill_at_random_points_then_resumed_loses_nothing() {
             &["--packages", &PACKAGES.to_string(), "--seed", &seed.to_string()],
             &["--faults", "status5xx=0.02"],
         );
-        let dir = store(&format!("f-kill-{seed}"));
+        let dir_tmp = TempDir::new(&format!("f-kill-{seed}"));
+        let dir = dir_tmp.path().to_path_buf();
         let mut rng = seed;
         // One to three kills per seed, each after a random number of upstream requests (the
         // first ones can land while partitions are still being listed).
@@ -217,7 +218,6 @@ fn killed_with_sigkill_at_random_points_then_resumed_loses_nothing() {
         );
         assert_eq!(temporary_files(&dir), Vec::<std::path::PathBuf>::new());
         assert_replica_matches(&dir, &sim);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(kills >= 5, "{kills} kills landed over 5 seeds");
 }
@@ -242,7 +242,8 @@ fn temporary_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn two_replicate_processes_on_one_store_leave_no_corrupt_or_partial_entry() {
     let sim = Sim::start(&["--packages", "5000", "--seed", "4"], &["--faults", "status5xx=0.02"]);
-    let dir = store("f-two");
+    let dir_tmp = TempDir::new("f-two");
+    let dir = dir_tmp.path().to_path_buf();
     let spawn = || {
         all_docs(&dir, &sim, &["replicate"])
             .stdout(Stdio::null())
@@ -261,5 +262,4 @@ fn two_replicate_processes_on_one_store_leave_no_corrupt_or_partial_entry() {
         Vec::<std::path::PathBuf>::new(),
         "left by either writer"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{all_docs, all_docs_saying, assert_index_is, assert_ok, run, store, Sim};
+use common::{all_docs, all_docs_saying, assert_index_is, assert_ok, run, Sim, TempDir};
 
 fn stats(store: &Path, sim: &Sim) -> serde_json::Value {
     let out = run(store, sim, &["cache", "stats"]);
@@ -17,14 +17,14 @@ fn stats(store: &Path, sim: &Sim) -> serde_json::Value {
 
 /// A simulator of `packages` changing `per_sec` times a second, with its changes paused, and a
 /// replica of it made by `replicate` in a fresh folder for `tag`.
-fn replicated_then_paused(tag: &str, packages: &str, seed: &str, per_sec: &str) -> (Sim, std::path::PathBuf) {
+fn replicated_then_paused(tag: &str, packages: &str, seed: &str, per_sec: &str) -> (Sim, TempDir) {
     let sim = Sim::start(
         &["--packages", packages, "--seed", seed],
         &["--changes-per-sec", per_sec],
     );
-    let dir = store(tag);
+    let dir = TempDir::new(tag);
     sim.changes(false);
-    assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
+    assert_ok(&run(dir.path(), &sim, &["replicate"]), "replicate");
     (sim, dir)
 }
 
@@ -52,7 +52,8 @@ fn bootstrap_while_changing_then_follow_equals_the_truth_despite_cdn_lag() {
         &["--packages", "4000", "--seed", "21"],
         &["--changes-per-sec", "40", "--cdn-lag-secs", "2"],
     );
-    let dir = store("follow-boot");
+    let dir_tmp = TempDir::new("follow-boot");
+    let dir = dir_tmp.path().to_path_buf();
     let before = common::http("GET", &format!("{}/", sim.url))["update_seq"]
         .as_u64()
         .unwrap();
@@ -76,7 +77,6 @@ fn bootstrap_while_changing_then_follow_equals_the_truth_despite_cdn_lag() {
         st["deleted"].as_u64().unwrap() > 0,
         "deletions were applied as tombstones: {st}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The count in the run summary's "N packages deleted upstream during the run" (0 without it).
@@ -97,7 +97,8 @@ fn packages_deleted_while_replicate_runs_are_deletions_not_failures() {
     // listed first, then its documents are fetched at 400 requests a second (about 12 s):
     // packages deleted in between answer 404 from then on, about one a second.
     let sim = Sim::start(&["--packages", "5000", "--seed", "23"], &["--changes-per-sec", "20"]);
-    let dir = store("follow-deleted-during-run");
+    let dir_tmp = TempDir::new("follow-deleted-during-run");
+    let dir = dir_tmp.path().to_path_buf();
     let pivots = common::TempDir::new("one-partition");
     let one_partition = pivots.path().join("pivots.json");
     std::fs::write(&one_partition, "[null]").unwrap();
@@ -113,12 +114,12 @@ fn packages_deleted_while_replicate_runs_are_deletions_not_failures() {
     let st = stats(&dir, &sim);
     assert_eq!(st["deleted"].as_u64(), Some(seen), "{st}\n{stderr}");
     catch_up_and_compare(&dir, &sim);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn fetch_list_of_a_package_deleted_upstream_reports_it_and_exits_1() {
-    let (sim, dir) = replicated_then_paused("fetch-list-deleted", "2000", "24", "50");
+    let (sim, tmp) = replicated_then_paused("fetch-list-deleted", "2000", "24", "50");
+    let dir = tmp.path().to_path_buf();
     let stored: std::collections::BTreeSet<String> = common::index_of(&dir, &sim)
         .lines()
         .filter_map(|l| Some(l.split_once('\t')?.0.to_owned()))
@@ -160,12 +161,12 @@ fn fetch_list_of_a_package_deleted_upstream_reports_it_and_exits_1() {
         "recorded as deleted"
     );
     assert!(index.lines().any(|l| l.starts_with(&format!("{live}\t"))));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn follow_killed_with_sigkill_then_resumed_loses_no_change() {
-    let (sim, dir) = replicated_then_paused("follow-kill9", "3000", "22", "60");
+    let (sim, tmp) = replicated_then_paused("follow-kill9", "3000", "22", "60");
+    let dir = tmp.path().to_path_buf();
     let start = stats(&dir, &sim)["follow"]["checkpoint"].as_u64().unwrap();
     sim.changes(true);
     for round in 0..3 {
@@ -186,13 +187,13 @@ fn follow_killed_with_sigkill_then_resumed_loses_no_change() {
     }
     let st = catch_up_and_compare(&dir, &sim);
     assert!(st["follow"]["checkpoint"].as_u64().unwrap() > start);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn follow_needs_a_checkpoint_or_since() {
     let sim = Sim::start(&["--packages", "10"], &[]);
-    let dir = store("follow-nocp");
+    let dir_tmp = TempDir::new("follow-nocp");
+    let dir = dir_tmp.path().to_path_buf();
     let out = run(&dir, &sim, &["follow", "--once"]);
     common::assert_usage_error(&out, "run `all-docs replicate` first", "follow without a checkpoint");
     let out = run(&dir, &sim, &["follow", "--once", "--since", "0"]);
@@ -202,5 +203,4 @@ fn follow_needs_a_checkpoint_or_since() {
         sim.truth(),
         "the whole feed from 0 is the corpus"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

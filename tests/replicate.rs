@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{all_docs, assert_ok, assert_replica_matches, run, store, Sim, TempDir, BIN};
+use common::{all_docs, assert_ok, assert_replica_matches, run, Sim, TempDir, BIN};
 
 #[test]
 fn replicates_50k_packages_exactly_and_a_second_run_downloads_no_bodies() {
     let sim = Sim::start(&["--packages", "50000"], &[]);
-    let dir = store("50k");
+    let dir_tmp = TempDir::new("50k");
+    let dir = dir_tmp.path().to_path_buf();
     assert_ok(&run(&dir, &sim, &["replicate"]), "replicate");
     assert_replica_matches(&dir, &sim);
 
@@ -27,7 +28,6 @@ fn replicates_50k_packages_exactly_and_a_second_run_downloads_no_bodies() {
         stats["routes"]["allDocs"].as_u64().unwrap() >= 5,
         "it did list: {stats}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Names up to npm's 214 bytes, scoped and not, at the edges of where the file store shards a
@@ -101,7 +101,8 @@ fn a_rate_limited_upstream_sees_no_violations_with_or_without_a_known_limit() {
         ],
     );
     for (tag, extra) in [("known", vec!["--max-rps", "380"]), ("unknown", vec![])] {
-        let dir = store(&format!("rl-{tag}"));
+        let dir_tmp = TempDir::new(&format!("rl-{tag}"));
+        let dir = dir_tmp.path().to_path_buf();
         sim.reset_stats();
         let mut args = vec!["replicate"];
         args.extend(extra.iter().copied());
@@ -109,7 +110,6 @@ fn a_rate_limited_upstream_sees_no_violations_with_or_without_a_known_limit() {
         let stats = sim.stats();
         assert_eq!(stats["violations"], 0, "{tag}: {stats}");
         assert_replica_matches(&dir, &sim);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -122,7 +122,8 @@ fn faults_lose_nothing() {
             "status5xx=0.05,reset=0.02,truncate=0.02,flap404=0.01,badjson=0.02",
         ],
     );
-    let dir = store("faults");
+    let dir_tmp = TempDir::new("faults");
+    let dir = dir_tmp.path().to_path_buf();
     assert_ok(&run(&dir, &sim, &["replicate"]), "replicate under faults");
     let stats = sim.stats();
     for kind in ["status5xx", "reset", "truncate", "flap404", "badjson"] {
@@ -132,13 +133,13 @@ fn faults_lose_nothing() {
         );
     }
     assert_replica_matches(&dir, &sim);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_transient_404_never_removes_a_stored_document() {
     let sim = Sim::start(&["--packages", "300"], &[]);
-    let dir = store("flap");
+    let dir_tmp = TempDir::new("flap");
+    let dir = dir_tmp.path().to_path_buf();
     assert_ok(&run(&dir, &sim, &["replicate"]), "first replicate");
     let port: u16 = sim.url.rsplit(':').next().unwrap().parse().unwrap();
     drop(sim);
@@ -159,13 +160,13 @@ fn a_transient_404_never_removes_a_stored_document() {
         "404s for listed names are failures, not deletions"
     );
     assert_replica_matches(&dir, &sim);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn killed_with_sigkill_then_resumed_gives_the_same_replica_for_little_extra() {
     let sim = Sim::start(&["--packages", "12000"], &["--rate-limit", "3000", "--burst", "100"]);
-    let dir = store("kill9");
+    let dir_tmp = TempDir::new("kill9");
+    let dir = dir_tmp.path().to_path_buf();
     let mut child = all_docs(&dir, &sim, &["replicate", "--max-rps", "3000"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -188,13 +189,13 @@ fn killed_with_sigkill_then_resumed_gives_the_same_replica_for_little_extra() {
         requests as f64 <= clean as f64 * 1.05,
         "{requests} requests over both runs vs {clean} for a clean run"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_100_mb_packument_is_streamed_with_bounded_memory() {
     let sim = Sim::start(&["--packages", "50", "--huge", "huge-doc=100MB"], &[]);
-    let dir = store("huge");
+    let dir_tmp = TempDir::new("huge");
+    let dir = dir_tmp.path().to_path_buf();
     let child = all_docs(&dir, &sim, &["replicate"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -214,7 +215,6 @@ fn a_100_mb_packument_is_streamed_with_bounded_memory() {
         max_rss_kb < 150 * 1024,
         "peak RSS {max_rss_kb} KiB while replicating a 100 MB document"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Waits for `child` and returns its exit status and peak RSS in KiB (from `wait4`).
@@ -247,7 +247,8 @@ fn wait_with_rusage(mut child: Child) -> (std::process::ExitStatus, i64) {
 
 #[test]
 fn bad_input_is_a_clear_error_with_exit_code_2() {
-    let dir = store("bad");
+    let dir_tmp = TempDir::new("bad");
+    let dir = dir_tmp.path().to_path_buf();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["replicate"], "no replication origin"),
         (
@@ -305,5 +306,4 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         stderr.contains("pivots.js") && stderr.contains("not sorted"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

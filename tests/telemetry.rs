@@ -102,18 +102,33 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Runs `replicate` of a simulator of `packages` to the end, with each OTLP variable in `vars`
+/// set (`Some`) or removed (`None`).
+fn replicate_with(packages: &str, vars: &[(&str, Option<&str>)]) {
+    let sim = Sim::start(&["--packages", packages], &[]);
+    let store = TempDir::new("otlp");
+    let mut cmd = all_docs(store.path(), &sim, &["replicate"]);
+    for (name, value) in vars {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().expect("run all-docs replicate");
+    assert_ok(&out, &format!("replicate with {vars:?}"));
+}
+
 #[test]
 fn a_run_exports_its_metrics_to_the_otlp_endpoint_before_it_exits() {
     let collector = Collector::start();
-    let sim = Sim::start(&["--packages", "200"], &[]);
-    let store = TempDir::new("otlp");
-    let out = all_docs(store.path(), &sim, &["replicate"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)
-        .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .output()
-        .expect("run all-docs replicate");
-    assert_ok(&out, "replicate with OTLP export");
+    replicate_with(
+        "200",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", Some(&collector.url)),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", None),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
+        ],
+    );
 
     // The periodic reader's interval (60 s) is far longer than the run: these metrics can only
     // have come from the flush when the process stopped.
@@ -142,17 +157,14 @@ fn a_run_exports_its_metrics_to_the_otlp_endpoint_before_it_exits() {
 #[test]
 fn without_otel_exporter_otlp_endpoint_nothing_is_sent() {
     let collector = Collector::start();
-    let sim = Sim::start(&["--packages", "50"], &[]);
-    let store = TempDir::new("no-otlp");
     // A per-signal endpoint alone does not turn export on.
-    let out = all_docs(store.path(), &sim, &["replicate"])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env(
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            format!("{}/v1/metrics", collector.url),
-        )
-        .output()
-        .expect("run all-docs replicate");
-    assert_ok(&out, "replicate without OTLP export");
+    let metrics = format!("{}/v1/metrics", collector.url);
+    replicate_with(
+        "50",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", Some(&metrics)),
+        ],
+    );
     assert!(collector.received().is_empty(), "{:?}", collector.received());
 }

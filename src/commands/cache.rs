@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
-use super::{for_each_packument, open_store, read_name_list, write_atomic};
+use super::{for_each_packument, open_store, read_name_list, write_atomic, Corrupt};
 use crate::config::Replica;
 use crate::error::Error;
 use crate::keys::{Key, Kind};
@@ -36,7 +36,7 @@ pub async fn create_index(g: &Replica) -> Result<(), Error> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = None;
-    for_each_packument(&*store, &origin, |name, meta| {
+    for_each_packument(&*store, &origin, Corrupt::Fail, |name, meta| {
         if matches!(meta.status, Status::Ok | Status::Unpublished) && failed.is_none() {
             if let Err(e) = writeln!(out, "{name}\t{}", meta.rev.as_deref().unwrap_or("")) {
                 failed = Some(e);
@@ -119,7 +119,7 @@ pub async fn stats(g: &Replica) -> Result<(), Error> {
     let origin = cache_origin(g, &*store).await?;
     let (mut ok, mut unpublished, mut deleted, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut newest = 0u64;
-    for_each_packument(&*store, &origin, |_, meta| {
+    for_each_packument(&*store, &origin, Corrupt::Fail, |_, meta| {
         match meta.status {
             Status::Ok => ok += 1,
             Status::Unpublished => unpublished += 1,
@@ -169,7 +169,7 @@ async fn follow_stats(g: &Replica, store: &dyn Store) -> Result<serde_json::Valu
         "checkpoint": cp.seq,
         "upstreamSeq": cp.upstream_seq,
         "lagSeqs": cp.lag_seqs(),
-        "lagSecs": cp.lag_secs(crate::store::now_ms()),
+        "lagSecs": cp.lag_secs(crate::clock::now_ms()),
         "caughtUpAt": cp.caught_up_at,
         "pending": cp.pending,
         "updatedAt": cp.updated_at,

@@ -72,7 +72,7 @@ async fn setup(g: &Global, origins: Option<(Origin, Origin)>) -> Result<Setup, E
 
 /// The replica `--store` names, a folder or a bucket, through the one store interface: no
 /// command reads the layout of either itself. A spec that names nothing usable is bad input.
-async fn open_store(g: &Replica, access: Access) -> Result<Arc<dyn Store>, Error> {
+pub(crate) async fn open_store(g: &Replica, access: Access) -> Result<Arc<dyn Store>, Error> {
     crate::store::open(&g.store, access).await.map_err(|e| match e {
         OpenError::Bad { .. } => Error::usage(format!("--store / ALL_DOCS_STORE: {e}")),
         OpenError::Unavailable { .. } => Error::Incomplete(e.to_string()),
@@ -142,10 +142,12 @@ fn read_pivots(path: &Path) -> Result<Pivots, Error> {
     pivots::parse(&text).map_err(|e| Error::usage(format!("pivots file `{}`: {e}", path.display())))
 }
 
-/// `(name, rev)` of every live packument of `origin_id` in the store, in byte order.
+/// `(name, rev)` of every live packument of `origin_id` in the store, in byte order, for
+/// planning partitions: a corrupt entry is passed over with a warning (the plan only needs the
+/// rough shape of the index, and `replicate` is what refetches such an entry).
 async fn live_names(store: &dyn Store, origin_id: &str) -> Result<Vec<(String, String)>, Error> {
     let mut out = Vec::new();
-    for_each_packument(store, origin_id, |name, meta| {
+    for_each_packument(store, origin_id, Corrupt::PassOver, |name, meta| {
         if matches!(meta.status, Status::Ok | Status::Unpublished) {
             out.push((name.to_owned(), meta.rev.clone().unwrap_or_default()));
         }
@@ -154,24 +156,41 @@ async fn live_names(store: &dyn Store, origin_id: &str) -> Result<Vec<(String, S
     Ok(out)
 }
 
+/// What a listing does with an entry it cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corrupt {
+    /// End with an error that names it: an index or counts that silently left it out would be
+    /// a wrong answer.
+    Fail,
+    /// Warn and go on.
+    PassOver,
+}
+
 /// Calls `f` with the name and metadata of every packument of `origin_id` in the store, in byte
-/// order, from one listing (no request per entry). A corrupt entry ends it with an error that
-/// names it: an index or counts that silently left it out would be a wrong answer.
+/// order, from one listing (no request per entry).
 async fn for_each_packument(
     store: &dyn Store,
     origin_id: &str,
+    on_corrupt: Corrupt,
     mut f: impl FnMut(&str, &crate::store::Meta),
 ) -> Result<(), Error> {
     let corrupt = |e: String| Error::Incomplete(format!("{e} (`all-docs cache validate` lists every such entry)"));
     crate::store::for_each(store, &Key::packument_prefix(origin_id), |listed| {
-        let meta = listed.meta.map_err(|e| corrupt(e.to_string()))?;
-        match listed.key.parse::<Key>() {
-            Ok(Key::Packument { name, .. }) => {
+        let read = listed.meta.map_err(|e| e.to_string()).and_then(|meta| match listed.key.parse::<Key>() {
+            Ok(Key::Packument { name, .. }) => Ok((name, meta)),
+            Ok(other) => Err(format!("`{other}` listed among the packuments")),
+            Err(e) => Err(e.to_string()),
+        });
+        match read {
+            Ok((name, meta)) => {
                 f(&name, &meta);
                 Ok(())
             }
-            Ok(other) => Err(corrupt(format!("`{other}` listed among the packuments"))),
-            Err(e) => Err(corrupt(e.to_string())),
+            Err(e) if on_corrupt == Corrupt::PassOver => {
+                tracing::warn!(key = %listed.key, error = %e, "passing over an entry that cannot be read (`all-docs cache validate` lists them)");
+                Ok(())
+            }
+            Err(e) => Err(corrupt(e)),
         }
     })
     .await

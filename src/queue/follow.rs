@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
+use crate::clock::now_ms;
 use crate::feed::{ApplyChanges, Feed, FeedError, Pages};
 use crate::follow::Task;
 use crate::handlers::{Ctx, HandlerError, PackumentDone};
 use crate::registry::client::FetchError;
-use crate::store::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
@@ -96,12 +96,14 @@ pub async fn follow(ctx: &Ctx, opts: &FollowOptions) -> Result<FollowSummary, Fo
         let step = match feed.step(ctx, Pages::UpToDate, &apply).await {
             Ok(step) => step,
             Err(FeedError::Handler(HandlerError::Fetch(FetchError::Cancelled { .. }))) => break,
-            Err(e) if opts.once || matches!(e, FeedError::Superseded) => return Err(e.into()),
-            Err(e) => {
+            // The upstream failing to answer is worth waiting out (the changes due are retried
+            // with the next step); the store failing, or another follower, ends the run.
+            Err(FeedError::Handler(HandlerError::Fetch(e))) if !opts.once => {
                 tracing::warn!(error = %e, "reading the change feed failed; trying again after the interval");
                 ctx.client.sleep(opts.interval).await;
                 continue;
             }
+            Err(e) => return Err(e.into()),
         };
         summary.applied += step.applied;
         summary.deleted += step.deleted;

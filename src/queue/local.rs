@@ -177,10 +177,7 @@ impl<'a> Runner<'a> {
             .for_each_concurrent(self.opts.packument_parallelism.max(1), |(name, rev)| {
                 let (failed, again, gone) = (&failed, &again, &gone);
                 async move {
-                    let item = WorkItem::new(Work::Packument {
-                        name: name.to_owned(),
-                        rev: rev.map(str::to_owned),
-                    });
+                    let item = WorkItem::packument(name, rev);
                     let done = match run_item(self.ctx, &item, self, CDN_PATIENCE).await {
                         Ok(Done::Packument(done)) => Ok(done),
                         Ok(other) => unreachable!("a packument item ended as {other:?}"),

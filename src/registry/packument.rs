@@ -15,8 +15,9 @@ use parking_lot::Mutex;
 use super::client::{classify_error, classify_status, AttemptError, Client, FetchError};
 use super::jsoncheck::{JsonCheck, Summary};
 use super::origin::Origin;
+use crate::clock::now_ms;
 use crate::keys::Key;
-use crate::store::{now_ms, BodyStream, Expect, Meta, Status, Store, StoreError};
+use crate::store::{BodyStream, Expect, Meta, Status, Store, StoreError};
 
 /// What one fetch came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

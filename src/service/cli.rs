@@ -135,7 +135,7 @@ pub async fn serve(args: &ServeArgs) -> Result<(), Error> {
     }
     let auth_config = push_auth_config(args)?;
     let pubsub = args.pubsub.config()?;
-    let store = open_store(&g.store).await?;
+    let store = crate::commands::open_store(g, crate::store::Access::Write).await?;
     let stop = tokio_util::sync::CancellationToken::new();
     let client_config = g.client_config()?;
     let client = Arc::new(Client::new(client_config, stop.clone()).map_err(|e| Error::Internal(e.to_string()))?);
@@ -178,12 +178,6 @@ pub async fn serve(args: &ServeArgs) -> Result<(), Error> {
         })
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")))
-}
-
-async fn open_store(spec: &str) -> Result<Arc<dyn crate::store::Store>, Error> {
-    crate::store::open(spec, crate::store::Access::Write)
-        .await
-        .map_err(|e| Error::usage(format!("--store / ALL_DOCS_STORE: {e}")))
 }
 
 fn push_auth_config(args: &ServeArgs) -> Result<Option<PushAuthConfig>, Error> {

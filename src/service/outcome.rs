@@ -1,5 +1,6 @@
 //! How a push request ended, and the one place that turns it into a status code for Pub/Sub.
 
+use all_docs_core::outcome::Disposition;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -69,6 +70,19 @@ impl Outcome {
             e @ HandlerError::Raced { .. } => Outcome::Dependency(e.to_string()),
             // Pub/Sub did not take the fanned-out items; the whole item runs again.
             e @ HandlerError::FanOut(_) => Outcome::Dependency(e.to_string()),
+        }
+    }
+
+    /// What this tells Pub/Sub, in the runtime-neutral terms every runtime maps to its queue
+    /// (the HTTP status below refines it: 429 or 503, 400 or 413).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Outcome::Done(_) => Disposition::Done,
+            Outcome::Rejected(r) => Disposition::Reject { reason: r.to_string() },
+            Outcome::Unauthorized(e) if !e.status().is_server_error() => Disposition::Reject { reason: e.to_string() },
+            other => Disposition::Retry {
+                after: Duration::from_secs(retry_after(other).unwrap_or(1)),
+            },
         }
     }
 
@@ -146,6 +160,36 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(retry_after(&Outcome::Stopping), Some(10));
+    }
+
+    #[test]
+    fn the_status_agrees_with_the_disposition() {
+        let outcomes = [
+            Outcome::Done(json!({})),
+            Outcome::Rejected(Rejection::Empty),
+            Outcome::Rejected(Rejection::TooLarge("big".into())),
+            Outcome::Throttled(Duration::from_secs(30)),
+            Outcome::Busy,
+            Outcome::Upstream("502".into()),
+            Outcome::Dependency("store".into()),
+            Outcome::OutOfTime(Duration::from_secs(240)),
+            Outcome::Stopping,
+            Outcome::Internal("bug".into()),
+        ];
+        for o in outcomes {
+            let s = status(&o);
+            match o.disposition() {
+                Disposition::Done => assert!(s.is_success(), "{o:?}: {s}"),
+                Disposition::Reject { .. } => assert!(s.is_client_error(), "{o:?}: {s}"),
+                Disposition::Retry { after } => {
+                    assert!(
+                        !s.is_success() && !s.is_client_error() || s == StatusCode::TOO_MANY_REQUESTS,
+                        "{o:?}: {s}"
+                    );
+                    assert_eq!(Some(after.as_secs()), retry_after(&o).or(Some(1)), "{o:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -312,12 +312,7 @@ impl ApplyChanges for Ticking<'_> {
         }
         let items: Vec<WorkItem> = changed
             .iter()
-            .map(|t| {
-                WorkItem::new(Work::Packument {
-                    name: t.name.clone(),
-                    rev: Some(t.rev.clone()),
-                })
-            })
+            .map(|t| WorkItem::packument(&t.name, Some(&t.rev)))
             .collect();
         match self.publishing.publish(&items).await {
             Ok(()) => results.extend(changed.into_iter().map(|t| (t, Ok(PackumentDone::Skipped)))),
@@ -343,12 +338,7 @@ impl FanOut for Publishing<'_> {
         let items: Vec<WorkItem> = diff
             .changed
             .iter()
-            .map(|(name, rev)| {
-                WorkItem::new(Work::Packument {
-                    name: name.clone(),
-                    rev: Some(rev.clone()),
-                })
-            })
+            .map(|(name, rev)| WorkItem::packument(name, Some(rev)))
             .collect();
         self.publish(&items).await?;
         Ok(Fanned {

@@ -212,6 +212,8 @@ pub fn dump_index(args: &SimArgs) -> Result<(), Error> {
 pub struct RunningSim {
     pub url: String,
     stop: tokio_util::sync::CancellationToken,
+    /// Stops the simulator when this is dropped without [`RunningSim::stop`] (an early error).
+    _stop_on_drop: tokio_util::sync::DropGuard,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -278,6 +280,7 @@ pub async fn spawn(args: SimArgs) -> Result<RunningSim, Error> {
     });
     Ok(RunningSim {
         url: base_url,
+        _stop_on_drop: stop.clone().drop_guard(),
         stop,
         task,
     })

@@ -438,21 +438,14 @@ impl Store for FsStore {
             Ok(keys
                 .into_iter()
                 .map(|text| {
-                    let meta = text
-                        .parse::<Key>()
-                        .map_err(|e| StoreError::Corrupt {
-                            key: text.clone(),
-                            reason: e.to_string(),
-                        })
-                        .and_then(|key| {
-                            open_entry(&key, &store.path_of(&key))?
-                                .map(|(m, _)| m)
-                                .ok_or_else(|| StoreError::Corrupt {
-                                    key: text.clone(),
-                                    reason: "removed while being listed".into(),
-                                })
-                        });
-                    Listed { key: text, meta }
+                    Listed::read(text, |key| {
+                        open_entry(key, &store.path_of(key))?
+                            .map(|(m, _)| m)
+                            .ok_or_else(|| StoreError::Corrupt {
+                                key: key.to_string(),
+                                reason: "removed while being listed".into(),
+                            })
+                    })
                 })
                 .collect())
         })

@@ -201,7 +201,7 @@ impl GcsStore {
         let scratch = format!(
             "tmp/{}-{}-{}",
             std::process::id(),
-            super::now_ms(),
+            crate::clock::now_ms(),
             SCRATCH.fetch_add(1, Ordering::Relaxed)
         );
         let hasher = Arc::new(Mutex::new(Hasher::default()));
@@ -395,14 +395,7 @@ impl Store for GcsStore {
                     continue;
                 };
                 // The listing carries each object's metadata: no request per entry.
-                let meta = text
-                    .parse::<Key>()
-                    .map_err(|e| StoreError::Corrupt {
-                        key: text.clone(),
-                        reason: e.to_string(),
-                    })
-                    .and_then(|key| from_object(&key, &object));
-                out.push(Listed { key: text, meta });
+                out.push(Listed::read(text, |key| from_object(key, &object)));
                 if out.len() == limit {
                     break;
                 }

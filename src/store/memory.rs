@@ -91,6 +91,7 @@ impl Store for MemoryStore {
             .filter_map(|k| k.strip_prefix(&prefix))
             .map(|rest| rest.split(':').next().unwrap_or_default().to_owned())
             .collect();
+        ids.sort();
         ids.dedup();
         Ok(ids)
     }

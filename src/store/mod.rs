@@ -235,6 +235,21 @@ pub struct Listed {
     pub meta: Result<Meta, StoreError>,
 }
 
+impl Listed {
+    /// The listed entry whose key reads `text`, with the metadata `read` finds for that key (a
+    /// key that does not parse is a corrupt entry too).
+    pub(crate) fn read(text: String, read: impl FnOnce(&Key) -> Result<Meta, StoreError>) -> Listed {
+        let meta = text
+            .parse::<Key>()
+            .map_err(|e| StoreError::Corrupt {
+                key: text.clone(),
+                reason: e.to_string(),
+            })
+            .and_then(|key| read(&key));
+        Listed { key: text, meta }
+    }
+}
+
 /// Lists every entry under `prefix`, page by page, calling `f` with each (in byte order of the
 /// keys); stops at the first error `f` returns.
 pub async fn for_each<E: From<StoreError>>(
@@ -456,8 +471,6 @@ pub fn body_from(bytes: impl Into<Bytes>) -> BodyStream {
     let bytes = bytes.into();
     Box::pin(futures_util::stream::iter(std::iter::once(Ok(bytes))))
 }
-
-pub use crate::clock::now_ms;
 
 #[cfg(test)]
 pub(crate) mod conformance {

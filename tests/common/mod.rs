@@ -9,13 +9,6 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_all-docs");
 
-/// A fresh, empty store folder.
-pub fn store(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("all-docs-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// A fresh folder under the temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -24,7 +17,8 @@ impl TempDir {
         // Tests of one binary share a process id: a counter keeps their folders apart.
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = store(&format!("{tag}-{n}"));
+        let dir = std::env::temp_dir().join(format!("all-docs-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
     }

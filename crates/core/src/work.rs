@@ -94,6 +94,14 @@ impl WorkItem {
         }
     }
 
+    /// A packument item for `name`, at `rev` when it is for a known revision.
+    pub fn packument(name: &str, rev: Option<&str>) -> WorkItem {
+        WorkItem::new(Work::Packument {
+            name: name.to_owned(),
+            rev: rev.map(str::to_owned),
+        })
+    }
+
     /// Parses a work item from JSON bytes, with errors that say what is wrong.
     pub fn from_json(bytes: &[u8]) -> Result<WorkItem, WorkError> {
         let raw: RawItem = serde_json::from_slice(bytes).map_err(|e| WorkError::Json(e.to_string()))?;
