@@ -25,6 +25,8 @@
 //! - [`bench`](mod@bench): `all-docs bench`, the benchmark scenarios behind BENCHMARKS.md.
 //! - [`cli`]: the command line (clap) and dispatch; [`commands`]: what each command does;
 //!   [`config`]: flags, environment and npm config into typed settings.
+//! - [`select`]: jq filters over one document (`show --select`), through the jaq crates, and
+//!   the formats results print in.
 //! - [`error`]: the binary's error type and exit codes; [`clock`]: the one wall clock.
 //! - [`telemetry`]: logs to stderr (text, or Cloud Logging JSON), and OpenTelemetry traces and
 //!   metrics over OTLP when an endpoint is configured.
@@ -41,6 +43,7 @@ pub mod handlers;
 pub mod queue;
 pub mod registry;
 pub mod run;
+pub mod select;
 pub mod service;
 pub mod shutdown;
 pub mod sim;
