@@ -5,7 +5,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use std::path::PathBuf;
 
-use crate::commands::{FollowArgs, ReplicateArgs};
+use crate::commands::{FollowArgs, ReplicateArgs, ShowArgs};
 use crate::config::{Global, Replica};
 use crate::error::Error;
 use crate::sim::SimArgs;
@@ -55,10 +55,11 @@ pub enum Command {
     /// The replica, a folder or a bucket (`--store`).
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// Print one stored package document (metadata on stderr, document on stdout).
+    /// Print one stored package document (metadata on stderr, document on stdout), one version
+    /// of it (`NAME@VERSION`, `NAME@TAG`), or what a jq filter selects from either (`--select`).
     Show {
-        /// Package name, e.g. `@types/node`.
-        name: String,
+        #[command(flatten)]
+        args: ShowArgs,
         #[command(flatten)]
         replica: Replica,
     },
@@ -164,7 +165,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Cache(CacheCommand::CreateIndex(replica)) => c::create_index(replica).await,
         Command::Cache(CacheCommand::Validate(replica)) => c::validate(replica).await,
         Command::Cache(CacheCommand::Stats(replica)) => c::stats(replica).await,
-        Command::Show { name, replica } => c::show(replica, name).await,
+        Command::Show { args, replica } => c::show(replica, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Serve(args) => crate::service::cli::serve(args).await,
         Command::Publish(args) => crate::service::cli::publish(args).await,

@@ -50,6 +50,15 @@ async fn a_folder_and_a_bucket_holding_the_same_replica_answer_the_same() {
         let shown = same(&["show", name]);
         let doc: serde_json::Value = serde_json::from_str(&shown).unwrap();
         assert_eq!(doc["name"], *name);
+        let selected = same(&[
+            "show",
+            name,
+            "--select",
+            ".name, (.versions // {} | length)",
+            "--format",
+            "lines",
+        ]);
+        assert!(selected.starts_with(&format!("{name}\n")), "{selected}");
     }
     same(&["cache", "validate"]);
     same(&["partition", "plan", "--count", "5"]);

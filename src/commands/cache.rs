@@ -1,4 +1,4 @@
-//! `cache create-index|validate|stats`, `show` and `packument export`: reading the replica.
+//! `cache create-index|validate|stats` and `packument export`: reading the replica.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -11,10 +11,9 @@ use crate::config::Replica;
 use crate::error::Error;
 use crate::keys::{Key, Kind};
 use crate::store::{Access, Status, Store};
-use crate::work;
 
 /// The packument origin id of the store: the configured registry's, or the only one stored.
-async fn cache_origin(g: &Replica, store: &dyn Store) -> Result<String, Error> {
+pub(super) async fn cache_origin(g: &Replica, store: &dyn Store) -> Result<String, Error> {
     if let Ok(o) = g.registry() {
         return Ok(o.id().to_owned());
     }
@@ -174,30 +173,6 @@ async fn follow_stats(g: &Replica, store: &dyn Store) -> Result<serde_json::Valu
         "pending": cp.pending,
         "updatedAt": cp.updated_at,
     }))
-}
-
-/// `show NAME`: the stored metadata and document of one package.
-pub async fn show(g: &Replica, name: &str) -> Result<(), Error> {
-    work::validate_name(name).map_err(|e| Error::usage(e.to_string()))?;
-    let store = open_store(g, Access::Read).await?;
-    let key = Key::packument(&cache_origin(g, &*store).await?, name);
-    let Some(entry) = store.get(&key).await? else {
-        return Err(Error::NotFound(format!(
-            "`{name}` is not in the replica at `{}`",
-            g.store
-        )));
-    };
-    eprintln!("{}", serde_json::to_string(&entry.meta).unwrap_or_default());
-    let mut body = entry.body;
-    let mut out = std::io::stdout().lock();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Error::Internal(e.to_string()))?;
-        if out.write_all(&chunk).is_err() {
-            return Ok(());
-        }
-    }
-    let _ = writeln!(out);
-    Ok(())
 }
 
 /// `packument export LIST OUTDIR`: copies stored documents to `OUTDIR/<name>.json`

@@ -4,7 +4,8 @@
 //! - `replicate`: filling the replica (`replicate`, `partition refresh|plan`, `packument
 //!   fetch-list`).
 //! - `follow`: keeping it fresh from the change feed.
-//! - `cache`: reading it (`cache create-index|validate|stats`, `show`, `packument export`).
+//! - `cache`: reading it (`cache create-index|validate|stats`, `packument export`).
+//! - `show`: one stored document, one version of it, or a jq selection of either.
 //!
 //! Here: what they share (opening the store from `--store`, the client and Ctrl-C handling, the
 //! progress display and the summary, name lists and pivots files).
@@ -31,10 +32,12 @@ use crate::work;
 mod cache;
 mod follow;
 mod replicate;
+mod show;
 
-pub use cache::{create_index, export, show, stats, validate};
+pub use cache::{create_index, export, stats, validate};
 pub use follow::{follow, FollowArgs};
 pub use replicate::{default_partition_count, fetch_list, partition_plan, partition_refresh, replicate, ReplicateArgs};
+pub use show::{show, ShowArgs};
 
 pub(crate) fn parse_wrapped_sim(packages: usize) -> crate::sim::SimArgs {
     #[derive(clap::Parser)]
