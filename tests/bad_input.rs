@@ -113,6 +113,9 @@ fn assert_refused(row: &str, out: &Output, code: i32, needles: &[&str]) {
     assert!(!stderr.contains("panicked"), "{row}: a panic:\n{stderr}");
 }
 
+/// (row, store, the arguments after `show`, exit code, needles in stderr)
+type ShowCase<'a> = (&'a str, &'a Path, Vec<String>, i32, Vec<String>);
+
 #[test]
 fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
     let r = Replica::new("bad-cli");
@@ -364,6 +367,88 @@ fn every_command_line_row_is_a_clear_error_that_changes_nothing() {
         r.assert_unchanged(row);
         covered.insert(row.to_string());
     }
+
+    // `show`: the filter, the version and the format, on the first package of the replica.
+    let never = inputs.join("never-replicated");
+    let at = |version: &str| format!("{first}@{version}");
+    let show_cases: Vec<ShowCase> = vec![
+        (
+            "C27",
+            &dir,
+            vec![first.clone(), "--select".into(), ".name |".into()],
+            2,
+            vec!["--select `.name |`".into(), "column 8: expected term".into()],
+        ),
+        (
+            "C27",
+            &dir,
+            vec![first.clone(), "--select".into(), "nosuch".into()],
+            2,
+            vec!["--select `nosuch`".into(), "filter `nosuch` is not defined".into()],
+        ),
+        (
+            "C27",
+            // Refused before the replica is read: this folder does not exist.
+            &never,
+            vec![first.clone(), "--select".into(), ".[".into()],
+            2,
+            vec!["--select `.[`".into(), "expected a match for `[`".into()],
+        ),
+        (
+            "C28",
+            &dir,
+            vec![first.clone(), "--select".into(), ".name.first".into()],
+            1,
+            vec!["--select `.name.first` failed".into(), "cannot index".into()],
+        ),
+        (
+            "C28",
+            &dir,
+            vec![first.clone(), "--select".into(), "error(\"no good\")".into()],
+            1,
+            vec!["failed".into(), "no good".into()],
+        ),
+        (
+            "C29",
+            &dir,
+            vec![at("9999.0.0-none"), "--select".into(), ".version".into()],
+            1,
+            vec![format!("`{first}` has no version or dist-tag `9999.0.0-none`")],
+        ),
+        (
+            "C29",
+            &dir,
+            vec![at("nightly")],
+            1,
+            vec![format!("`{first}` has no version or dist-tag `nightly`")],
+        ),
+        (
+            "C30",
+            &dir,
+            vec![at("")],
+            2,
+            vec![format!("`{first}@` has nothing after `@`")],
+        ),
+        (
+            "C30",
+            &dir,
+            vec![first.clone(), "--format".into(), "xml".into()],
+            2,
+            vec!["invalid value 'xml'".into(), "--format".into()],
+        ),
+    ];
+    for (row, store, args, code, needles) in &show_cases {
+        let fetched = r.packuments_fetched();
+        let args: Vec<&str> = std::iter::once("show").chain(args.iter().map(String::as_str)).collect();
+        let out = run(store, sim, &args);
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        assert_refused(row, &out, *code, &needles);
+        assert!(out.stdout.is_empty(), "{row}: nothing printed as if it were an answer");
+        assert_eq!(r.packuments_fetched(), fetched, "{row}: nothing fetched");
+        r.assert_unchanged(row);
+        covered.insert(row.to_string());
+    }
+    assert!(!never.exists(), "C27: a read never creates the store folder");
 
     a_full_disk_fails_the_run_without_a_partial_entry_and_the_next_run_completes();
     covered.insert("C23".into());
