@@ -55,6 +55,9 @@ pub struct Selection {
     filter: jaq_core::Filter<JustLut<Val>>,
 }
 
+/// Brackets a filter may nest.
+const MAX_FILTER_DEPTH: usize = 256;
+
 impl Selection {
     /// Parses and compiles `expr` with jq's standard library.
     pub fn compile(expr: &str) -> Result<Selection, SelectError> {
@@ -62,6 +65,20 @@ impl Selection {
             expr: expr.to_owned(),
             reason,
         };
+        // jaq's parser recurses once per nesting level: a filter nested absurdly deep is refused
+        // here rather than left to overflow the stack (brackets inside strings count too,
+        // which only matters for filters no one writes).
+        let mut depth = 0usize;
+        for b in expr.bytes() {
+            match b {
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_FILTER_DEPTH {
+                return Err(fail(format!("nested more than {MAX_FILTER_DEPTH} deep")));
+            }
+        }
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
         let arena = Arena::default();
@@ -155,7 +172,9 @@ fn load_errors(code: &str, errs: load::Errors<&str, ()>) -> String {
 }
 
 /// Parses a whole JSON document into jaq's values (object keys keep their order, numbers their
-/// digits).
+/// digits). jaq's reader recurses once per nesting level; the store holds no document nested
+/// deeper than the JSON check allows (`jsoncheck::MAX_DEPTH`), which it reads within a test
+/// thread's stack.
 pub fn parse_json(bytes: &[u8]) -> Result<Val, SelectError> {
     jaq_json::read::parse_single(bytes).map_err(|e| SelectError::NotJson(e.to_string()))
 }
@@ -333,6 +352,22 @@ mod tests {
         assert_eq!(select("1, halt, 2", Format::Json).unwrap(), "1\n");
         let e = select("\"bye\" | halt_error(3)", Format::Json).unwrap_err();
         assert!(matches!(e, SelectError::Halt { code: 3, .. }), "{e}");
+    }
+
+    #[test]
+    fn a_filter_nested_too_deep_is_refused_not_a_crash() {
+        let deep = format!("{}.{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(matches!(Selection::compile(&deep), Err(SelectError::Compile { .. })));
+        assert!(Selection::compile("[(.a | [.b])]").is_ok());
+    }
+
+    #[test]
+    fn the_deepest_document_the_store_accepts_is_read() {
+        let depth = crate::registry::jsoncheck::MAX_DEPTH;
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(crate::registry::jsoncheck::check_in_chunks(deep.as_bytes(), 4_096).is_ok());
+        // On a test thread's 2 MiB stack, as on a tokio worker's.
+        assert!(parse_json(deep.as_bytes()).is_ok());
     }
 
     #[test]
