@@ -273,43 +273,44 @@ mod tests {
         Ok(String::from_utf8(out).unwrap())
     }
 
+    /// Each filter, output format and the exact output jq gives.
     #[test]
-    fn selects_like_jq() {
-        assert_eq!(select(".name", Format::Json).unwrap(), "\"@s/p\"\n");
-        assert_eq!(select(".name", Format::Lines).unwrap(), "@s/p\n");
-        assert_eq!(select(".versions | keys[]", Format::Lines).unwrap(), "0.9.0\n1.0.0\n");
-        assert_eq!(
-            select(".versions[.\"dist-tags\".latest] | {version}", Format::Ndjson).unwrap(),
-            "{\"version\":\"1.0.0\"}\n"
-        );
-        assert_eq!(
-            select("[.versions[] | .version] | length", Format::Lines).unwrap(),
-            "2\n"
-        );
-        assert_eq!(select(".nothing", Format::Json).unwrap(), "null\n");
-        assert_eq!(select("empty", Format::Json).unwrap(), "");
-    }
-
-    #[test]
-    fn what_json_cannot_hold_is_printed_as_jq_does() {
-        assert_eq!(
-            select("nan, infinite, -infinite, 0.5 + 1", Format::Json).unwrap(),
-            "null\n1.7976931348623157e+308\n-1.7976931348623157e+308\n1.5\n"
-        );
-        assert_eq!(
-            select("{a: [nan]}, (\"x\\n\\\"\" | tobytes)", Format::Json).unwrap(),
-            "{\"a\":[null]}\n\"x\\n\\\"\"\n"
-        );
-        assert_eq!(select("\"x\\ty\"", Format::Lines).unwrap(), "x\ty\n");
-    }
-
-    #[test]
-    fn numbers_and_key_order_are_kept() {
-        assert_eq!(
-            select(".versions[\"1.0.0\"]", Format::Json).unwrap(),
-            "{\"version\":\"1.0.0\",\"big\":12345678901234567890123,\"f\":1.50}\n"
-        );
-        assert_eq!(select(". | keys_unsorted[0]", Format::Lines).unwrap(), "name\n");
+    fn selects_and_prints_like_jq() {
+        let cases: &[(&str, Format, &str)] = &[
+            (".name", Format::Json, "\"@s/p\"\n"),
+            (".name", Format::Lines, "@s/p\n"),
+            (".versions | keys[]", Format::Lines, "0.9.0\n1.0.0\n"),
+            (
+                ".versions[.\"dist-tags\".latest] | {version}",
+                Format::Ndjson,
+                "{\"version\":\"1.0.0\"}\n",
+            ),
+            ("[.versions[] | .version] | length", Format::Lines, "2\n"),
+            (".nothing", Format::Json, "null\n"),
+            ("empty", Format::Json, ""),
+            // What JSON cannot hold is printed as jq does.
+            (
+                "nan, infinite, -infinite, 0.5 + 1",
+                Format::Json,
+                "null\n1.7976931348623157e+308\n-1.7976931348623157e+308\n1.5\n",
+            ),
+            (
+                "{a: [nan]}, (\"x\\n\\\"\" | tobytes)",
+                Format::Json,
+                "{\"a\":[null]}\n\"x\\n\\\"\"\n",
+            ),
+            ("\"x\\ty\"", Format::Lines, "x\ty\n"),
+            // Numbers keep their digits, objects their key order.
+            (
+                ".versions[\"1.0.0\"]",
+                Format::Json,
+                "{\"version\":\"1.0.0\",\"big\":12345678901234567890123,\"f\":1.50}\n",
+            ),
+            (". | keys_unsorted[0]", Format::Lines, "name\n"),
+        ];
+        for (expr, format, want) in cases {
+            assert_eq!(select(expr, *format).unwrap(), *want, "{expr} as {format:?}");
+        }
     }
 
     #[test]

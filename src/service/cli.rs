@@ -180,20 +180,23 @@ pub async fn serve(args: &ServeArgs) -> Result<(), Error> {
         .map_err(|e| Error::Internal(format!("server: {e}")))
 }
 
+/// A flag that must be given, and not blank; `missing` says how to give it.
+fn required(value: &Option<String>, missing: &str) -> Result<String, Error> {
+    value
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| Error::usage(missing))
+}
+
 fn push_auth_config(args: &ServeArgs) -> Result<Option<PushAuthConfig>, Error> {
     if args.insecure_skip_push_auth {
         return Ok(None);
     }
-    let audience = args
-        .push_audience
-        .clone()
-        .filter(|a| !a.trim().is_empty())
-        .ok_or_else(|| {
-            Error::usage(
-                "push authentication needs an audience: pass --push-audience (ALL_DOCS_PUSH_AUDIENCE), \
-             or --insecure-skip-push-auth (ALL_DOCS_INSECURE_SKIP_PUSH_AUTH=true) for emulators only",
-            )
-        })?;
+    let audience = required(
+        &args.push_audience,
+        "push authentication needs an audience: pass --push-audience (ALL_DOCS_PUSH_AUDIENCE), \
+         or --insecure-skip-push-auth (ALL_DOCS_INSECURE_SKIP_PUSH_AUTH=true) for emulators only",
+    )?;
     let jwks_url = args.push_jwks_url.clone().unwrap_or_else(|| GOOGLE_JWKS_URL.to_owned());
     if !(jwks_url.starts_with("https://") || jwks_url.starts_with("http://127.0.0.1")) {
         return Err(Error::usage(format!(
@@ -202,17 +205,12 @@ fn push_auth_config(args: &ServeArgs) -> Result<Option<PushAuthConfig>, Error> {
     }
     // Without the sender's e-mail, any Google-signed token for the (not secret) audience would
     // pass: require it.
-    let service_account = args
-        .push_service_account
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| {
-            Error::usage(
-                "push authentication needs the push subscriptions' service account: pass \
-                 --push-service-account (ALL_DOCS_PUSH_SERVICE_ACCOUNT), or --insecure-skip-push-auth \
-                 for emulators only",
-            )
-        })?;
+    let service_account = required(
+        &args.push_service_account,
+        "push authentication needs the push subscriptions' service account: pass \
+         --push-service-account (ALL_DOCS_PUSH_SERVICE_ACCOUNT), or --insecure-skip-push-auth \
+         for emulators only",
+    )?;
     Ok(Some(PushAuthConfig {
         audience,
         service_account: Some(service_account),
