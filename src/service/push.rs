@@ -188,18 +188,39 @@ async fn authenticated_body(
             return Err(Outcome::Unauthorized(e));
         }
     }
-    match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => Ok(b),
-        // Over the limit: that message can never succeed.
-        Err(e) if is_length_limit(&e) => {
-            let rejection = Rejection::TooLarge(crate::registry::client::error_chain(&e));
-            tracing::warn!(endpoint, reason = %rejection, "message rejected: body too large");
-            Err(Outcome::Rejected(rejection))
-        }
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
         // A connection that broke mid-body: Pub/Sub tries again.
-        Err(e) => Err(Outcome::Dependency(format!("reading the request body: {e}"))),
+        let frame = frame.map_err(|e| Outcome::Dependency(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        read += data.len();
+        if read <= BODY_LIMIT {
+            kept.extend_from_slice(&data);
+        } else if read > DRAIN_MAX {
+            break;
+        }
     }
+    if read > BODY_LIMIT {
+        // Over the limit: that message can never succeed. What is past the limit is read and
+        // dropped (up to DRAIN_MAX), never kept: answering while the client still sends would
+        // close the connection under it, and it would see a reset instead of the 413.
+        let read = if read > DRAIN_MAX {
+            format!("more than {DRAIN_MAX} bytes")
+        } else {
+            format!("{read} bytes")
+        };
+        let rejection = Rejection::TooLarge(read);
+        tracing::warn!(endpoint, reason = %rejection, "message rejected: body too large");
+        return Err(Outcome::Rejected(rejection));
+    }
+    Ok(kept.into())
 }
+
+/// How much of an over-limit body is read (and dropped) so the caller gets its 413.
+const DRAIN_MAX: usize = 2 * BODY_LIMIT;
 
 fn log_outcome(item: &WorkItem, info: &MessageInfo, outcome: &Outcome, elapsed: Duration) {
     let message_id = info.message_id.as_deref().unwrap_or("-");
@@ -219,18 +240,6 @@ fn log_outcome(item: &WorkItem, info: &MessageInfo, outcome: &Outcome, elapsed: 
             "not done: Pub/Sub will redeliver"
         ),
     }
-}
-
-/// Whether reading a body failed on the length limit (rather than on the connection).
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// Runs the item, and again after a pause while a dependency (the store, Pub/Sub) is down, for
