@@ -104,6 +104,13 @@ pub enum PartitionCommand {
         #[command(flatten)]
         global: Global,
     },
+    /// Each stored range of `_all_docs`: its ends, row count, size and when it was listed.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::commands::Report,
+        #[command(flatten)]
+        replica: Replica,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,8 +140,13 @@ pub enum CacheCommand {
     /// Re-hash every stored entry and report corrupt ones (exit 1 if any); remove temporary
     /// files that interrupted writes left and nothing has touched for an hour.
     Validate(Replica),
-    /// Counts and sizes of the replica, as JSON.
-    Stats(Replica),
+    /// Counts and sizes of the replica (JSON, or a table for people).
+    Stats {
+        #[arg(long, value_enum, default_value = "json")]
+        format: crate::commands::Report,
+        #[command(flatten)]
+        replica: Replica,
+    },
 }
 
 impl Cli {
@@ -164,7 +176,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Cache(CacheCommand::CreateIndex(replica)) => c::create_index(replica).await,
         Command::Cache(CacheCommand::Validate(replica)) => c::validate(replica).await,
-        Command::Cache(CacheCommand::Stats(replica)) => c::stats(replica).await,
+        Command::Cache(CacheCommand::Stats { format, replica }) => c::stats(replica, *format).await,
+        Command::Partition(PartitionCommand::List { format, replica }) => c::partition_list(replica, *format).await,
         Command::Show { args, replica } => c::show(replica, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Serve(args) => crate::service::cli::serve(args).await,

@@ -86,6 +86,60 @@ fn names_of_every_legal_length_are_replicated() {
     assert_replica_matches(&store, &sim);
 }
 
+/// `partition list` shows each stored range with its rows (adding up to the replica), and
+/// `cache stats --format table` the same counts as the JSON, for people.
+#[test]
+fn stored_ranges_and_counts_are_reported_for_programs_and_people() {
+    let sim = Sim::start(&["--packages", "600", "--seed", "5"], &[]);
+    let tmp = TempDir::new("partition-list");
+    let dir = tmp.path().join("replica");
+    let pivots = tmp.path().join("pivots.json");
+    std::fs::write(&pivots, r#"[null, "@", "m"]"#).unwrap();
+    assert_ok(
+        &run(&dir, &sim, &["replicate", "--pivots", pivots.to_str().unwrap()]),
+        "replicate",
+    );
+
+    let listed = run(&dir, &sim, &["partition", "list", "--format", "json"]);
+    assert_ok(&listed, "partition list");
+    let ranges: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let ranges = ranges.as_array().unwrap();
+    let ends: Vec<(&serde_json::Value, &serde_json::Value)> =
+        ranges.iter().map(|r| (&r["startKey"], &r["endKey"])).collect();
+    assert_eq!(
+        ends,
+        [
+            (&serde_json::Value::Null, &serde_json::json!("@")),
+            (&serde_json::json!("@"), &serde_json::json!("m")),
+            (&serde_json::json!("m"), &serde_json::Value::Null),
+        ]
+    );
+    let rows: u64 = ranges.iter().map(|r| r["rows"].as_u64().unwrap()).sum();
+    assert_eq!(rows as usize, sim.truth().lines().count());
+    assert!(ranges
+        .iter()
+        .all(|r| r["bytes"].as_u64().unwrap() > 0 && r["fetchedAt"].as_u64().unwrap() > 0));
+
+    let table = run(&dir, &sim, &["partition", "list"]);
+    assert_ok(&table, "partition list (table)");
+    let table = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three ranges:\n{table}");
+    assert!(lines[0].starts_with("start") && lines[0].contains("rows"), "{table}");
+    assert!(lines[1].starts_with("(open)") && lines[3].contains("(open)"), "{table}");
+
+    let stats = run(&dir, &sim, &["cache", "stats", "--format", "table"]);
+    assert_ok(&stats, "cache stats --format table");
+    let stats = String::from_utf8(stats.stdout).unwrap();
+    let packuments = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("packuments"))
+        .map(str::trim)
+        .expect("a packuments line");
+    assert_eq!(packuments, rows.to_string(), "{stats}");
+    assert!(stats.lines().any(|l| l.starts_with("follow.checkpoint")), "{stats}");
+}
+
 #[test]
 fn a_rate_limited_upstream_sees_no_violations_with_or_without_a_known_limit() {
     let sim = Sim::start(

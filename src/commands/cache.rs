@@ -112,8 +112,106 @@ pub async fn validate(g: &Replica) -> Result<(), Error> {
     }
 }
 
-/// `cache stats`: counts by status and bytes.
-pub async fn stats(g: &Replica) -> Result<(), Error> {
+/// How a report is printed: JSON for programs, a table for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Report {
+    Json,
+    Table,
+}
+
+/// Prints `rows` (each a list of cells) as left-aligned columns under `header`.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// `partition list`: each stored range of the replication origin (the configured one, or the
+/// only one stored) with its row count, size and when it was listed, from the first range.
+pub async fn partition_list(g: &Replica, format: Report) -> Result<(), Error> {
+    let store = open_store(g, Access::Read).await?;
+    let origin = match g.replicate() {
+        Ok(o) => o.id().to_owned(),
+        Err(e) => match store.origins(Kind::Partition).await?.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(Error::usage(format!("no partitions in `{}`; replicate first", g.store))),
+            _ => return Err(e),
+        },
+    };
+    let mut listed = Vec::new();
+    crate::store::for_each(&*store, &Key::partition_prefix(&origin), |l| {
+        listed.push(l);
+        Ok::<_, Error>(())
+    })
+    .await?;
+    let mut ranges = Vec::with_capacity(listed.len());
+    for l in listed {
+        let meta = l.meta?;
+        let Ok(Key::Partition { start, end, .. }) = l.key.parse::<Key>() else {
+            return Err(Error::Incomplete(format!("`{}` listed among the partitions", l.key)));
+        };
+        // The row count is in the body (a partition's rows are small: tens of thousands).
+        let key = Key::partition(&origin, start.as_deref(), end.as_deref());
+        let rows = match store.get(&key).await? {
+            Some(entry) => {
+                let bytes = entry
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::Incomplete(format!("{key}: {e}")))?;
+                serde_json::from_slice::<crate::handlers::PartitionBody>(&bytes)
+                    .map_err(|e| Error::Incomplete(format!("{key} is not a partition: {e}")))?
+                    .rows
+                    .len()
+            }
+            None => continue, // removed since the listing
+        };
+        ranges.push((start, end, rows, meta.size, meta.fetched_at));
+    }
+    // Key order puts the open start last (an empty hex sorts after the `:`); people and plans
+    // read ranges from the start.
+    ranges.sort_by(|a, b| (a.0.is_some(), &a.0).cmp(&(b.0.is_some(), &b.0)));
+    match format {
+        Report::Json => {
+            let out: Vec<_> = ranges
+                .iter()
+                .map(|(s, e, rows, bytes, at)| {
+                    serde_json::json!({ "startKey": s, "endKey": e, "rows": rows, "bytes": bytes, "fetchedAt": at })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        Report::Table => {
+            let end_of = |k: &Option<String>| k.clone().unwrap_or_else(|| "(open)".into());
+            let rows: Vec<Vec<String>> = ranges
+                .iter()
+                .map(|(s, e, rows, bytes, at)| {
+                    vec![end_of(s), end_of(e), rows.to_string(), bytes.to_string(), rfc3339(*at)]
+                })
+                .collect();
+            print_table(&["start", "end", "rows", "bytes", "listed at"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// A Unix time in milliseconds as an HTTP-style date (UTC), for people.
+fn rfc3339(ms: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// `cache stats`: counts by status and bytes, and the change feed's lag.
+pub async fn stats(g: &Replica, format: Report) -> Result<(), Error> {
     let store = open_store(g, Access::Read).await?;
     let origin = cache_origin(g, &*store).await?;
     let (mut ok, mut unpublished, mut deleted, mut bytes) = (0u64, 0u64, 0u64, 0u64);
@@ -139,8 +237,34 @@ pub async fn stats(g: &Replica) -> Result<(), Error> {
         "lastFetchedAt": newest,
         "follow": follow_stats(g, &*store).await?,
     });
-    println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+    match format {
+        Report::Json => println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default()),
+        Report::Table => {
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            flatten("", &stats, &mut rows);
+            print_table(&["what", "value"], &rows);
+        }
+    }
     Ok(())
+}
+
+/// `value`'s leaves as `path  value` rows (`follow.lagSeqs`), in the JSON's order.
+fn flatten(path: &str, value: &serde_json::Value, out: &mut Vec<Vec<String>>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                flatten(&p, v, out);
+            }
+        }
+        serde_json::Value::String(s) => out.push(vec![path.to_owned(), s.clone()]),
+        serde_json::Value::Null => out.push(vec![path.to_owned(), "-".into()]),
+        other => out.push(vec![path.to_owned(), other.to_string()]),
+    }
 }
 
 /// The change-feed checkpoint of the replication origin (the configured one, or the only one

@@ -34,7 +34,7 @@ mod follow;
 mod replicate;
 mod show;
 
-pub use cache::{create_index, export, stats, validate};
+pub use cache::{create_index, export, partition_list, stats, validate, Report};
 pub use follow::{follow, FollowArgs};
 pub use replicate::{default_partition_count, fetch_list, partition_plan, partition_refresh, replicate, ReplicateArgs};
 pub use show::{show, ShowArgs};
