@@ -82,17 +82,8 @@ impl Ctx {
         start: Option<&str>,
         end: Option<&str>,
     ) -> Result<Vec<(String, String)>, HandlerError> {
-        let key = self.partition_key(start, end);
-        let Some(entry) = self.store.get(&key).await? else {
-            return Ok(Vec::new());
-        };
-        let bad = |reason: String| HandlerError::BadPartition {
-            key: key.to_string(),
-            reason,
-        };
-        let bytes = entry.bytes().await.map_err(|e| bad(e.to_string()))?;
-        let body: PartitionBody = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        Ok(body.rows)
+        let stored = read_partition(&*self.store, &self.partition_key(start, end)).await?;
+        Ok(stored.map(|p| p.rows).unwrap_or_default())
     }
 
     /// `partition`: lists `[start, end)` completely and compares it with the stored rows.
@@ -411,6 +402,19 @@ pub fn take_feed_page(tracker: &mut follow::Tracker, page: &changes::Page, now: 
     for e in tracker.add_page(page, now) {
         tracing::warn!(error = %e, "the change feed names an invalid package: not replicated");
     }
+}
+
+/// The partition stored under `key` (a [`Key::Partition`]), if any.
+pub async fn read_partition(store: &dyn Store, key: &Key) -> Result<Option<PartitionBody>, HandlerError> {
+    let Some(entry) = store.get(key).await? else {
+        return Ok(None);
+    };
+    let bad = |reason: String| HandlerError::BadPartition {
+        key: key.to_string(),
+        reason,
+    };
+    let bytes = entry.bytes().await.map_err(|e| bad(e.to_string()))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| bad(e.to_string()))
 }
 
 /// The checkpoint stored under `key` (a [`Key::Checkpoint`]) and its metadata.

@@ -163,17 +163,9 @@ pub async fn partition_list(g: &Replica, format: Report) -> Result<(), Error> {
         };
         // The row count is in the body (a partition's rows are small: tens of thousands).
         let key = Key::partition(&origin, start.as_deref(), end.as_deref());
-        let rows = match store.get(&key).await? {
-            Some(entry) => {
-                let bytes = entry
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::Incomplete(format!("{key}: {e}")))?;
-                serde_json::from_slice::<crate::handlers::PartitionBody>(&bytes)
-                    .map_err(|e| Error::Incomplete(format!("{key} is not a partition: {e}")))?
-                    .rows
-                    .len()
-            }
+        let read = crate::handlers::read_partition(&*store, &key).await;
+        let rows = match read.map_err(|e| Error::Incomplete(e.to_string()))? {
+            Some(partition) => partition.rows.len(),
             None => continue, // removed since the listing
         };
         ranges.push((start, end, rows, meta.size, meta.fetched_at));
